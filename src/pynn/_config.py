@@ -1,0 +1,179 @@
+"""Run-time settings: the backend, the thread count and the random seed.
+
+Settings are read from the environment once, here (PYNN_BACKEND, OMP_NUM_THREADS), and
+changed through the functions below; kernels receive them as explicit arguments.
+"""
+import contextlib
+import os
+import threading
+
+import numpy as np
+
+BACKENDS = ("native", "numpy")
+
+
+def _cpu_count():
+    """CPUs this process may run on: affinity mask, capped by a cgroup CPU quota."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:
+        n = os.cpu_count() or 1
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def _threads_from_env():
+    value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    if value:
+        try:
+            n = int(value)
+        except ValueError:
+            n = 0
+        if n >= 1:
+            return n
+    return _cpu_count()
+
+
+_state = threading.local()
+_defaults = {"backend": None, "num_threads": _threads_from_env()}
+_rng_lock = threading.Lock()
+_rng = np.random.default_rng()
+
+
+def _check_backend(name):
+    if not isinstance(name, str):
+        raise TypeError(f"backend must be a str, one of {BACKENDS}, not {type(name).__name__}")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown backend {name!r}; expected one of {BACKENDS}")
+    if name == "native":
+        from pynn import _native
+
+        if not _native.AVAILABLE:
+            raise RuntimeError(f"the native backend is not available: {_native.IMPORT_ERROR}")
+    return name
+
+
+def _initial_backend():
+    from pynn import _native
+
+    wanted = os.environ.get("PYNN_BACKEND", "").strip().lower()
+    if wanted:
+        if wanted not in BACKENDS:
+            import warnings
+
+            warnings.warn(f"PYNN_BACKEND={wanted!r} is not one of {BACKENDS}; using the default",
+                          RuntimeWarning, stacklevel=3)
+        elif wanted == "numpy" or _native.AVAILABLE:
+            return wanted
+    return "native" if _native.AVAILABLE else "numpy"
+
+
+def set_backend(name):
+    """Run every op and model on `name`: "native" (C kernels) or "numpy" (the reference)."""
+    _defaults["backend"] = _check_backend(name)
+    _state.__dict__.pop("backend", None)
+
+
+def get_backend():
+    """Name of the backend in force in this thread."""
+    name = getattr(_state, "backend", None) or _defaults["backend"]
+    if name is None:
+        name = _defaults["backend"] = _initial_backend()
+    return name
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Context manager: run the block on backend `name`, then restore the previous one.
+
+    The switch is local to the calling thread."""
+    _check_backend(name)
+    previous = getattr(_state, "backend", None)
+    _state.backend = name
+    try:
+        yield
+    finally:
+        _state.backend = previous
+
+
+def backend_module():
+    """The module of kernels for the backend in force (same function names either way)."""
+    if get_backend() == "native":
+        from pynn import _native
+
+        return _native
+    from pynn.backends import numpy as reference
+
+    return reference
+
+
+def _check_threads(n):
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"num_threads must be an int, not {type(n).__name__}")
+    if n < 1:
+        raise ValueError(f"num_threads must be at least 1, got {n}")
+    return int(n)
+
+
+def set_num_threads(n):
+    """Let kernels use up to `n` OpenMP threads (default: OMP_NUM_THREADS, else the CPUs
+    this process may use). Results are identical whatever `n` is."""
+    _defaults["num_threads"] = _check_threads(n)
+
+
+def get_num_threads():
+    return _defaults["num_threads"]
+
+
+def manual_seed(seed):
+    """Seed pynn's random generator (initialisation, dropout masks, shuffling)."""
+    global _rng
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int, not {type(seed).__name__}")
+    if seed < 0:
+        raise ValueError(f"seed must be non-negative, got {seed}")
+    with _rng_lock:
+        _rng = np.random.default_rng(int(seed))
+
+
+def rng():
+    """pynn's random generator (numpy.random.Generator), reseeded by manual_seed."""
+    return _rng
+
+
+def next_seed():
+    """A fresh 64-bit seed drawn from pynn's generator, for counter-based kernels."""
+    with _rng_lock:
+        return int(_rng.integers(0, 2**63 - 1, dtype=np.int64))
+
+
+def config_info():
+    """The facts show_config prints, as a dict."""
+    from pynn import __version__, _native
+
+    info = {
+        "version": __version__,
+        "backend": get_backend(),
+        "num_threads": get_num_threads(),
+        "numpy": np.__version__,
+        "native_available": _native.AVAILABLE,
+    }
+    if _native.AVAILABLE:
+        info.update(_native.build_info())
+    else:
+        info["native_error"] = _native.IMPORT_ERROR
+    return info
+
+
+def show_config():
+    """Print the version, backend, SIMD target in use, OpenMP and thread settings."""
+    info = config_info()
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")

@@ -1,0 +1,36 @@
+# Shared by every wrapper module (each `include`s it): the status codes, the ISA switch
+# that pynn._native sets alike in every module, and the fused float type.
+from pynn._config import get_num_threads as _num_threads
+
+cdef extern from "pynn/pynn.h" nogil:
+    ctypedef int pynn_status
+    ctypedef int pynn_isa
+    pynn_status pynn_cpu_set_isa(pynn_isa isa)
+    pynn_isa pynn_cpu_isa()
+    pynn_isa pynn_cpu_best_isa()
+    const char *pynn_isa_name(pynn_isa isa)
+
+ctypedef fused real:
+    float
+    double
+
+
+cdef int check_status(int status, str what) except -1:
+    """Turn a kernel's status code into a Python exception naming the kernel."""
+    if status == 0:
+        return 0
+    if status == 1:
+        raise ValueError(f"{what}: argument out of range")
+    if status == 2:
+        raise MemoryError(f"{what}: could not allocate scratch space")
+    if status == 3:
+        raise ValueError(f"{what}: instruction set not supported by this CPU")
+    raise RuntimeError(f"{what}: kernel failed with status {status}")
+
+
+def _set_isa(int isa):
+    check_status(pynn_cpu_set_isa(isa), "set_isa")
+
+
+def _get_isa():
+    return pynn_cpu_isa()

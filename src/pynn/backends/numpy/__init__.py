@@ -1,0 +1,17 @@
+"""The pure-NumPy reference backend: one module per kernel family.
+
+Every function here has a native twin in pynn._native with the same name and signature
+(a test checks it). Conventions, as in the C kernels: outputs first (arrays the caller
+allocated, written in place), then inputs, then parameters. Inputs are C-contiguous
+float32 or float64 arrays of one dtype; pynn.ops validates and converts before calling.
+These functions are the specification: readable first, fast second.
+"""
+__all__ = []
+
+
+def _export(module):
+    __all__.extend(module.__all__)
+    globals().update({name: getattr(module, name) for name in module.__all__})
+
+
+# Families register here, one import each.

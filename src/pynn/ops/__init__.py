@@ -1,0 +1,16 @@
+"""pynn.ops: NumPy arrays in, NumPy arrays out, NumPy's semantics.
+
+float32 and float64 inputs run on the backend in force (native C kernels or the NumPy
+reference); every other dtype NumPy accepts gets NumPy's own answer. Inputs are never
+modified. Every forward op with a backward has `<name>_backward` taking the cached
+tensors explicitly.
+"""
+__all__ = []
+
+
+def _export(module):
+    __all__.extend(module.__all__)
+    globals().update({name: getattr(module, name) for name in module.__all__})
+
+
+# Families register here, one import each.
