@@ -23,6 +23,18 @@ typedef enum {
     PYNN_ERR_ISA = 3      /* an instruction set the CPU or OS does not support */
 } pynn_status;
 
+/* Activations, as the GEMM epilogue and the element-wise kernels name them. */
+typedef enum {
+    PYNN_ACT_NONE = 0,
+    PYNN_ACT_RELU = 1,
+    PYNN_ACT_LEAKY_RELU = 2,   /* x if x > 0 else negative_slope * x */
+    PYNN_ACT_SIGMOID = 3,
+    PYNN_ACT_TANH = 4,
+    PYNN_ACT_SILU = 5,         /* x * sigmoid(x) */
+    PYNN_ACT_GELU = 6,         /* x * Phi(x), exact erf form */
+    PYNN_ACT_GELU_TANH = 7     /* tanh approximation */
+} pynn_act;
+
 /* ---- cpu.c: instruction-set detection and run-time dispatch ---------------------- */
 typedef enum {
     PYNN_ISA_GENERIC = 0,   /* portable C, whatever the compiler vectorises */

@@ -1,0 +1,139 @@
+"""Settings: backend switching, threads, seeding, show_config, and the native build."""
+import inspect
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import _native
+from pynn.backends import numpy as reference
+
+
+def test_native_backend_is_built():
+    # A wheel without its kernels would silently run everything on NumPy.
+    assert _native.AVAILABLE, _native.IMPORT_ERROR
+    assert pynn.get_backend() == "native"
+
+
+def test_native_and_reference_have_the_same_kernels_and_signatures():
+    for name in reference.__all__:
+        native_fn = getattr(_native, name)
+        assert inspect.signature(native_fn) == inspect.signature(getattr(reference, name)), name
+
+
+def test_set_backend_switches_and_rejects_unknown_names():
+    pynn.set_backend("numpy")
+    assert pynn.get_backend() == "numpy"
+    pynn.set_backend("native")
+    assert pynn.get_backend() == "native"
+    with pytest.raises(ValueError, match="unknown backend 'cuda'"):
+        pynn.set_backend("cuda")
+    with pytest.raises(TypeError, match="backend must be a str"):
+        pynn.set_backend(None)
+    assert pynn.get_backend() == "native"
+
+
+def test_use_backend_restores_and_is_thread_local():
+    seen = {}
+
+    def other_thread():
+        seen["other"] = pynn.get_backend()
+
+    with pynn.use_backend("numpy"):
+        assert pynn.get_backend() == "numpy"
+        t = threading.Thread(target=other_thread)
+        t.start()
+        t.join()
+    assert pynn.get_backend() == "native"
+    assert seen["other"] == "native"
+
+
+def test_use_backend_restores_after_an_exception():
+    with pytest.raises(KeyError):
+        with pynn.use_backend("numpy"):
+            raise KeyError("boom")
+    assert pynn.get_backend() == "native"
+
+
+@pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
+                                      (True, TypeError), ("2", TypeError)])
+def test_set_num_threads_rejects_bad_values(bad, exc):
+    before = pynn.get_num_threads()
+    with pytest.raises(exc, match="num_threads"):
+        pynn.set_num_threads(bad)
+    assert pynn.get_num_threads() == before
+
+
+def test_set_num_threads_roundtrip():
+    pynn.set_num_threads(1)
+    assert pynn.get_num_threads() == 1
+    pynn.set_num_threads(np.int64(3))
+    assert pynn.get_num_threads() == 3
+
+
+def _run(code, **env):
+    full_env = {k: v for k, v in os.environ.items()
+                if k not in ("OMP_NUM_THREADS", "PYNN_BACKEND", "PYNN_FORCE_ISA")}
+    full_env.update(env)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=full_env, timeout=120)
+
+
+def test_environment_settings_are_honoured():
+    out = _run("import pynn; print(pynn.get_num_threads(), pynn.get_backend())",
+               OMP_NUM_THREADS="3", PYNN_BACKEND="numpy")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["3", "numpy"]
+
+
+def test_force_isa_from_environment():
+    out = _run("from pynn import _native; print(_native.get_isa())", PYNN_FORCE_ISA="generic")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "generic"
+
+
+def test_set_isa_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown ISA"):
+        _native.set_isa("sse9")
+
+
+def test_missing_extension_falls_back_to_numpy_with_a_warning():
+    code = ("import sys, warnings; sys.modules['pynn._native._core'] = None\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    import pynn\n"
+            "    print(pynn.get_backend())\n"
+            "print(any('could not be imported' in str(x.message) for x in w))\n"
+            "try:\n"
+            "    pynn.set_backend('native')\n"
+            "except RuntimeError as e:\n"
+            "    print('refused', 'not available' in str(e))\n")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["numpy", "True", "refused", "True"]
+
+
+def test_manual_seed_makes_draws_reproducible():
+    pynn.manual_seed(7)
+    a = [pynn._config.next_seed() for _ in range(3)]
+    pynn.manual_seed(7)
+    b = [pynn._config.next_seed() for _ in range(3)]
+    assert a == b
+    with pytest.raises(ValueError, match="seed"):
+        pynn.manual_seed(-1)
+    with pytest.raises(TypeError, match="seed"):
+        pynn.manual_seed("7")
+
+
+def test_show_config_reports_simd_threads_and_backend(capsys):
+    pynn.show_config()
+    text = capsys.readouterr().out
+    fields = dict(line.split(None, 1) for line in text.splitlines())
+    assert fields["version"] == pynn.__version__
+    assert fields["simd"] == _native.get_isa()
+    assert fields["num_threads"] == str(pynn.get_num_threads())
+    assert fields["backend"] == pynn.get_backend()
