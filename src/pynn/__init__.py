@@ -15,8 +15,14 @@ from pynn._config import (  # noqa: E402
     use_backend,
 )
 from pynn import ops  # noqa: E402
+from pynn import callbacks, data, datasets, init, nn, optim  # noqa: E402
+from pynn.fit import evaluate, fit, predict  # noqa: E402
+from pynn.io import load, save  # noqa: E402
+from pynn.nn import no_grad  # noqa: E402
 
 __all__ = [
     "__version__", "show_config", "set_backend", "get_backend", "use_backend",
     "set_num_threads", "get_num_threads", "manual_seed", "ops",
+    "nn", "optim", "init", "data", "datasets", "callbacks", "fit", "evaluate", "predict",
+    "save", "load", "no_grad",
 ]

@@ -53,6 +53,175 @@ int pynn_openmp_max_threads(void);          /* omp_get_max_threads(), 1 without 
 /* Threads to use for `work` units when `min_work` units justify one thread. */
 int pynn_threads_for(int64_t work, int64_t min_work, int nthreads);
 
+/* ---- gemm: matrix multiply with a fused epilogue (csrc/gemm/) ------------------------ */
+/* c (m, n) = act(alpha * op(a) @ op(b) + beta * c + bias), op(x) = x or x^T.
+ * a (m, k), or (k, m) stored when trans_a; b (k, n), or (n, k) stored when trans_b; each
+ * matrix row-major with the given row stride (ld >= its column count); bias (n) or NULL;
+ * preact (m, n) with row stride ldp, or NULL: receives the value before the activation.
+ * beta == 0 never reads c (it may hold NaN). Every element is summed over k in an order
+ * fixed by k and the ISA alone: results do not depend on nthreads, m or the other rows. */
+pynn_status pynn_gemm_f32(float *c, int64_t ldc, float *preact, int64_t ldp, const float *a,
+                          int64_t lda, const float *b, int64_t ldb, const float *bias,
+                          int trans_a, int trans_b, float alpha, float beta, pynn_act act,
+                          float negative_slope, int64_t m, int64_t n, int64_t k, int nthreads);
+pynn_status pynn_gemm_f64(double *c, int64_t ldc, double *preact, int64_t ldp, const double *a,
+                          int64_t lda, const double *b, int64_t ldb, const double *bias,
+                          int trans_a, int trans_b, double alpha, double beta, pynn_act act,
+                          double negative_slope, int64_t m, int64_t n, int64_t k, int nthreads);
+/* batch products c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e], x[e] = x + e * stride_x
+ * (elements); stride_a or stride_b 0 shares one matrix, packed once per block. Entries of c
+ * must not overlap (stride_c >= m * ldc). Each entry's bits equal pynn_gemm_*'s. */
+pynn_status pynn_gemm_batched_f32(float *c, int64_t ldc, int64_t stride_c, const float *a,
+                                  int64_t lda, int64_t stride_a, const float *b, int64_t ldb,
+                                  int64_t stride_b, int trans_a, int trans_b, float alpha,
+                                  float beta, int64_t batch, int64_t m, int64_t n, int64_t k,
+                                  int nthreads);
+pynn_status pynn_gemm_batched_f64(double *c, int64_t ldc, int64_t stride_c, const double *a,
+                                  int64_t lda, int64_t stride_a, const double *b, int64_t ldb,
+                                  int64_t stride_b, int trans_a, int trans_b, double alpha,
+                                  double beta, int64_t batch, int64_t m, int64_t n, int64_t k,
+                                  int nthreads);
+/* dy (m, n) with row stride ldy; db (n) = sum over rows of dy, or db += that when
+ * accumulate. Each column is summed in row order: the bias gradient of a linear layer. */
+pynn_status pynn_gemm_colsum_f32(float *db, const float *dy, int64_t ldy, int accumulate,
+                                 int64_t m, int64_t n, int nthreads);
+pynn_status pynn_gemm_colsum_f64(double *db, const double *dy, int64_t ldy, int accumulate,
+                                 int64_t m, int64_t n, int nthreads);
+/* The float32 FMA peak of nthreads threads in GFLOP/s, measured by a short FMA loop on the
+ * widest vectors the CPU supports (about 50 ms): the yardstick of the GEMM benchmark. */
+pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads);
+
+/* ---- softmax_xent.c: softmax, log-softmax, fused softmax + cross-entropy ------------ */
+/* Loss reductions, numbered as PyTorch numbers them. */
+typedef enum {
+    PYNN_REDUCTION_NONE = 0,
+    PYNN_REDUCTION_MEAN = 1,
+    PYNN_REDUCTION_SUM = 2
+} pynn_reduction;
+
+/* x, y (M, C, K): y = softmax(x), or log_softmax(x) if log_softmax, along C. y may be x. */
+pynn_status pynn_softmax_forward_f32(float *y, const float *x, int log_softmax, int64_t m,
+                                     int64_t c, int64_t k, int nthreads);
+pynn_status pynn_softmax_forward_f64(double *y, const double *x, int log_softmax, int64_t m,
+                                     int64_t c, int64_t k, int nthreads);
+/* dy, y, dx (M, C, K), y the forward output, along C: dx = y * (dy - sum(dy * y)), or
+ * dx = dy - exp(y) * sum(dy) if log_softmax. dx may be dy or y. */
+pynn_status pynn_softmax_backward_f32(float *dx, const float *dy, const float *y,
+                                      int log_softmax, int64_t m, int64_t c, int64_t k,
+                                      int nthreads);
+pynn_status pynn_softmax_backward_f64(double *dx, const double *dy, const double *y,
+                                      int log_softmax, int64_t m, int64_t c, int64_t k,
+                                      int nthreads);
+/* logits, dlogits (N, C); labels (N,); weight (C,) or NULL; losses (N,) or NULL.
+ * Cross-entropy of softmax(logits) as torch.nn.functional.cross_entropy computes it
+ * (label smoothing, ignore_index, class weights): *loss = the reduced loss (NONE: the
+ * sum, with the row losses in losses), dlogits = its gradient, in one pass over logits. */
+pynn_status pynn_softmax_xent_forward_backward_f32(
+    double *loss, float *losses, float *dlogits, const float *logits, const int64_t *labels,
+    const float *weight, pynn_reduction reduction, double label_smoothing,
+    int64_t ignore_index, int64_t n, int64_t c, int nthreads);
+pynn_status pynn_softmax_xent_forward_backward_f64(
+    double *loss, double *losses, double *dlogits, const double *logits,
+    const int64_t *labels, const double *weight, pynn_reduction reduction,
+    double label_smoothing, int64_t ignore_index, int64_t n, int64_t c, int nthreads);
+
+/* ---- norm.c: batch normalisation, bias gradient ----------------------------------- */
+/* x (N, C, S) is any (N, C, ...) input with S the product of the trailing extents (1 for
+ * (N, C)). Per-channel reductions are deterministic (fixed tiles, merged in order). */
+/* x, y (N, C, S); gamma, beta (C) or NULL; running_mean, running_var (C): read in eval
+ * mode, updated as PyTorch does in training mode (unbiased variance; may be NULL there);
+ * saved_mean, saved_invstd (C) written: the statistics used, 1/sqrt(var + eps). */
+pynn_status pynn_batch_norm_forward_f32(float *y, float *saved_mean, float *saved_invstd,
+                                        float *running_mean, float *running_var, const float *x,
+                                        const float *gamma, const float *beta, int training,
+                                        double momentum, double eps, int64_t N, int64_t C,
+                                        int64_t S, int nthreads);
+pynn_status pynn_batch_norm_forward_f64(double *y, double *saved_mean, double *saved_invstd,
+                                        double *running_mean, double *running_var,
+                                        const double *x, const double *gamma, const double *beta,
+                                        int training, double momentum, double eps, int64_t N,
+                                        int64_t C, int64_t S, int nthreads);
+/* dy, x, dx (N, C, S); gamma (C) or NULL; saved_mean, saved_invstd (C) from the forward
+ * pass; dgamma, dbeta (C) written unless NULL. training = 0: the statistics are constants. */
+pynn_status pynn_batch_norm_backward_f32(float *dx, float *dgamma, float *dbeta, const float *dy,
+                                         const float *x, const float *gamma,
+                                         const float *saved_mean, const float *saved_invstd,
+                                         int training, int64_t N, int64_t C, int64_t S,
+                                         int nthreads);
+pynn_status pynn_batch_norm_backward_f64(double *dx, double *dgamma, double *dbeta,
+                                         const double *dy, const double *x, const double *gamma,
+                                         const double *saved_mean, const double *saved_invstd,
+                                         int training, int64_t N, int64_t C, int64_t S,
+                                         int nthreads);
+/* dy (N, C, S); db (C) = sum of dy over n and s. */
+pynn_status pynn_bias_backward_f32(float *db, const float *dy, int64_t N, int64_t C, int64_t S,
+                                   int nthreads);
+pynn_status pynn_bias_backward_f64(double *db, const double *dy, int64_t N, int64_t C,
+                                   int64_t S, int nthreads);
+
+/* ---- dropout.c: inverted dropout with a counter-based mask ------------------------- */
+/* x, y (n): y = x * keep / (1 - p), where keep[i] is a pure function of (seed, i, p), so
+ * backward regenerates the mask and no thread count changes it. p in [0, 1). y may be x. */
+pynn_status pynn_dropout_forward_f32(float *y, const float *x, double p, uint64_t seed, int64_t n,
+                                     int nthreads);
+pynn_status pynn_dropout_forward_f64(double *y, const double *x, double p, uint64_t seed,
+                                     int64_t n, int nthreads);
+/* dy, dx (n): dx = dy * keep / (1 - p), the same mask as the forward pass. dx may be dy. */
+pynn_status pynn_dropout_backward_f32(float *dx, const float *dy, double p, uint64_t seed,
+                                      int64_t n, int nthreads);
+pynn_status pynn_dropout_backward_f64(double *dx, const double *dy, double p, uint64_t seed,
+                                      int64_t n, int nthreads);
+
+/* ---- optim.c: fused optimizer steps, in place, as torch.optim computes them -------- */
+/* param, momentum_buffer, grad (n). momentum_buffer NULL iff momentum == 0; first_step
+ * sets it to the (decayed) gradient instead of averaging. */
+pynn_status pynn_sgd_update_f32(float *param, float *momentum_buffer, const float *grad,
+                                double lr, double momentum, double dampening, int nesterov,
+                                double weight_decay, int first_step, int64_t n, int nthreads);
+pynn_status pynn_sgd_update_f64(double *param, double *momentum_buffer, const double *grad,
+                                double lr, double momentum, double dampening, int nesterov,
+                                double weight_decay, int first_step, int64_t n, int nthreads);
+/* param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad (n). max_exp_avg_sq non-NULL: AMSGrad.
+ * step >= 1 counts this step; decoupled_weight_decay: AdamW. */
+pynn_status pynn_adam_update_f32(float *param, float *exp_avg, float *exp_avg_sq,
+                                 float *max_exp_avg_sq, const float *grad, int64_t step,
+                                 double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int decoupled_weight_decay, int64_t n,
+                                 int nthreads);
+pynn_status pynn_adam_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
+                                 double *max_exp_avg_sq, const double *grad, int64_t step,
+                                 double lr, double beta1, double beta2, double eps,
+                                 double weight_decay, int decoupled_weight_decay, int64_t n,
+                                 int nthreads);
+/* param, square_avg, momentum_buffer, grad_avg, grad (n). momentum_buffer non-NULL: heavy
+ * ball with `momentum`; grad_avg non-NULL: centered. */
+pynn_status pynn_rmsprop_update_f32(float *param, float *square_avg, float *momentum_buffer,
+                                    float *grad_avg, const float *grad, double lr, double alpha,
+                                    double eps, double weight_decay, double momentum, int64_t n,
+                                    int nthreads);
+pynn_status pynn_rmsprop_update_f64(double *param, double *square_avg, double *momentum_buffer,
+                                    double *grad_avg, const double *grad, double lr, double alpha,
+                                    double eps, double weight_decay, double momentum, int64_t n,
+                                    int nthreads);
+
+/* ---- eltwise.c: activations, forward and backward ----------------------------------- */
+/* x, y (n): y = act(x), act a pynn_act (negative_slope is used by LEAKY_RELU). y may be x. */
+pynn_status pynn_act_forward_f32(float *y, const float *x, pynn_act act, double negative_slope,
+                                 int64_t n, int nthreads);
+pynn_status pynn_act_forward_f64(double *y, const double *x, pynn_act act, double negative_slope,
+                                 int64_t n, int nthreads);
+/* dy, x, dx (n): dx = dy * act'(x), x the pre-activation input. dx may be dy or x. */
+pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, pynn_act act,
+                                  double negative_slope, int64_t n, int nthreads);
+pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x, pynn_act act,
+                                  double negative_slope, int64_t n, int nthreads);
+/* dy, y, dx (n): dx = dy * act'(x) from the forward output y = act(x), for act SIGMOID
+ * (dy * y * (1 - y)) or TANH (dy * (1 - y^2)); ERR_ARG for others. dx may be dy or y. */
+pynn_status pynn_act_backward_output_f32(float *dx, const float *dy, const float *y,
+                                         pynn_act act, int64_t n, int nthreads);
+pynn_status pynn_act_backward_output_f64(double *dx, const double *dy, const double *y,
+                                         pynn_act act, int64_t n, int nthreads);
+
 #ifdef __cplusplus
 }
 #endif

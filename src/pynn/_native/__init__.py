@@ -8,7 +8,7 @@ import importlib
 import os
 import warnings
 
-MODULES = ("_core",)
+MODULES = ("_core", "_softmax_xent", "_eltwise")
 ISA_NAMES = ("generic", "avx2", "avx512")
 
 AVAILABLE = False

@@ -14,3 +14,7 @@ def _export(module):
 
 
 # Families register here, one import each.
+from . import _softmax_xent  # noqa: E402
+_export(_softmax_xent)
+from . import _eltwise  # noqa: E402
+_export(_eltwise)

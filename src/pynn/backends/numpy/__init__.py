@@ -15,3 +15,7 @@ def _export(module):
 
 
 # Families register here, one import each.
+from . import softmax_xent  # noqa: E402
+_export(softmax_xent)
+from . import eltwise  # noqa: E402
+_export(eltwise)

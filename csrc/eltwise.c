@@ -1,0 +1,433 @@
+/* Activations, forward and backward: relu, leaky_relu, sigmoid, tanh, silu, gelu (erf and
+ * tanh forms), over flat arrays.
+ *
+ * Compiled once per ISA (a MULTI source): the loops are plain C over the branch-free
+ * functions of vmath.h, which gcc and clang vectorise for whatever -m flags the file is
+ * built with (16 floats a zmm register in the avx512 build). One loop per activation, so
+ * that the choice of activation is made once per call, not per element. The dispatchers
+ * at the end exist once, in the generic build. Every element is computed the same way
+ * whatever the thread count, so results are bitwise identical at any `nthreads`.
+ *
+ * Semantics follow PyTorch: relu(NaN) = NaN, relu'(0) = 0, leaky_relu'(0) = the slope,
+ * relu' and leaky_relu' of NaN take the "not positive" branch of their comparison as
+ * torch's kernels do (relu': dy, leaky': slope * dy). At +-inf silu, gelu and their
+ * derivatives give their limits (torch gives NaN for some of them: inf * 0). Outputs may be the same array as an input (in place); other
+ * overlaps are not allowed.
+ */
+#include "act.h"
+#include "isa.h"
+#include "vmath.h"
+
+#include <float.h>
+
+/* 2*sqrt(2/pi): the tanh-GELU's inner scale sqrt(2/pi), doubled for
+ * 1 + tanh(w) = 2*sigmoid(2w). */
+#define GELU_TANH_2K 1.5957691216057308
+#define GELU_TANH_C 0.044715
+/* Derivatives with x clamped here equal the unclamped ones wherever those are finite
+ * (their exponential factors have long underflowed) and give the limits 0 or 1 at +-inf
+ * instead of inf * 0. */
+#define GRAD_CLAMP 1e4
+
+/* x limited to [-limit, limit]; NaN stays NaN (both comparisons are false) */
+PYNN_INLINE float clamp_f32(float x, float limit)
+{
+    x = x > limit ? limit : x;
+    return x < -limit ? -limit : x;
+}
+
+PYNN_INLINE double clamp_f64(double x, double limit)
+{
+    x = x > limit ? limit : x;
+    return x < -limit ? -limit : x;
+}
+
+/* ---- float: one element -------------------------------------------------------------- */
+PYNN_INLINE float relu_f32(float x) { return x < 0.0f ? 0.0f : x; }
+PYNN_INLINE float leaky_relu_f32(float x, float slope) { return x > 0.0f ? x : x * slope; }
+/* x * sigmoid(x) with x clamped to the finite range, so silu(-inf) is its limit 0, not
+ * -inf * 0 */
+PYNN_INLINE float silu_f32(float x)
+{
+    return clamp_f32(x, FLT_MAX) * vm_sigmoid_f32(x);
+}
+
+/* 0.5*x*(1 + tanh(w)) = x*sigmoid(2w): the sigmoid form does not cancel for x < 0 */
+PYNN_INLINE float gelu_tanh_f32(float x)
+{
+    const float w2 = (float)GELU_TANH_2K * (x + (float)GELU_TANH_C * (x * x * x));
+    return clamp_f32(x, FLT_MAX) * vm_sigmoid_f32(w2);
+}
+
+PYNN_INLINE float relu_grad_f32(float dy, float x) { return x <= 0.0f ? 0.0f : dy; }
+PYNN_INLINE float leaky_relu_grad_f32(float dy, float x, float slope)
+{
+    return x > 0.0f ? dy : dy * slope;
+}
+
+/* sigmoid' = s(1-s) and tanh'(x) = 4 s(2x) (1 - s(2x)), with 1-s computed directly:
+ * from the input these keep relative accuracy where 1 - y*y would cancel */
+PYNN_INLINE float sigmoid_grad_f32(float dy, float x)
+{
+    float sc;
+    const float s = vm_sigmoid2_f32(x, &sc);
+    return dy * (s * sc);
+}
+
+PYNN_INLINE float tanh_grad_f32(float dy, float x)
+{
+    float sc;
+    const float s = vm_sigmoid2_f32(2.0f * x, &sc);
+    return dy * (4.0f * (s * sc));
+}
+
+/* silu' = s (1 + x (1 - s)) */
+PYNN_INLINE float silu_grad_f32(float dy, float x)
+{
+    float sc;
+    x = clamp_f32(x, GRAD_CLAMP);
+    const float s = vm_sigmoid2_f32(x, &sc);
+    return dy * (s * (1.0f + x * sc));
+}
+
+/* d/dx x s(2w) = s (1 + 2x (1 - s) w'), w' = k (1 + 3c x^2) */
+PYNN_INLINE float gelu_tanh_grad_f32(float dy, float x)
+{
+    x = clamp_f32(x, GRAD_CLAMP);
+    const float x2 = x * x;
+    const float w2 = (float)GELU_TANH_2K * (x + (float)GELU_TANH_C * (x2 * x));
+    const float dw2 = (float)GELU_TANH_2K * (1.0f + (float)(3.0 * GELU_TANH_C) * x2);
+    float sc;
+    const float s = vm_sigmoid2_f32(w2, &sc);
+    return dy * (s * (1.0f + x * sc * dw2));
+}
+
+/* ---- double: one element ------------------------------------------------------------- */
+PYNN_INLINE double relu_f64(double x) { return x < 0.0 ? 0.0 : x; }
+PYNN_INLINE double leaky_relu_f64(double x, double slope) { return x > 0.0 ? x : x * slope; }
+PYNN_INLINE double silu_f64(double x) { return clamp_f64(x, DBL_MAX) * vm_sigmoid_f64(x); }
+
+PYNN_INLINE double gelu_tanh_f64(double x)
+{
+    const double w2 = GELU_TANH_2K * (x + GELU_TANH_C * (x * x * x));
+    return clamp_f64(x, DBL_MAX) * vm_sigmoid_f64(w2);
+}
+
+PYNN_INLINE double relu_grad_f64(double dy, double x) { return x <= 0.0 ? 0.0 : dy; }
+PYNN_INLINE double leaky_relu_grad_f64(double dy, double x, double slope)
+{
+    return x > 0.0 ? dy : dy * slope;
+}
+
+PYNN_INLINE double sigmoid_grad_f64(double dy, double x)
+{
+    double sc;
+    const double s = vm_sigmoid2_f64(x, &sc);
+    return dy * (s * sc);
+}
+
+PYNN_INLINE double tanh_grad_f64(double dy, double x)
+{
+    double sc;
+    const double s = vm_sigmoid2_f64(2.0 * x, &sc);
+    return dy * (4.0 * (s * sc));
+}
+
+PYNN_INLINE double silu_grad_f64(double dy, double x)
+{
+    double sc;
+    x = clamp_f64(x, GRAD_CLAMP);
+    const double s = vm_sigmoid2_f64(x, &sc);
+    return dy * (s * (1.0 + x * sc));
+}
+
+PYNN_INLINE double gelu_tanh_grad_f64(double dy, double x)
+{
+    x = clamp_f64(x, GRAD_CLAMP);
+    const double x2 = x * x;
+    const double w2 = GELU_TANH_2K * (x + GELU_TANH_C * (x2 * x));
+    const double dw2 = GELU_TANH_2K * (1.0 + 3.0 * GELU_TANH_C * x2);
+    double sc;
+    const double s = vm_sigmoid2_f64(w2, &sc);
+    return dy * (s * (1.0 + x * sc * dw2));
+}
+
+/* ---- serial loops, one per activation (the per-ISA entry points) ----------------------- */
+/* x, y (n): y = act(x). y may be x. */
+void PYNN_ISA_FN(pynn_eltwise_forward_f32)(float *y, const float *x, int64_t n,
+                                           pynn_act act, float slope)
+{
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_NONE: for (i = 0; i < n; i++) y[i] = x[i]; break;
+    case PYNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = relu_f32(x[i]); break;
+    case PYNN_ACT_LEAKY_RELU: for (i = 0; i < n; i++) y[i] = leaky_relu_f32(x[i], slope); break;
+    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = vm_sigmoid_f32(x[i]); break;
+    case PYNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = vm_tanh_f32(x[i]); break;
+    case PYNN_ACT_SILU: for (i = 0; i < n; i++) y[i] = silu_f32(x[i]); break;
+    case PYNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = vm_gelu_f32(x[i]); break;
+    case PYNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = gelu_tanh_f32(x[i]); break;
+    }
+}
+
+void PYNN_ISA_FN(pynn_eltwise_forward_f64)(double *y, const double *x, int64_t n,
+                                           pynn_act act, double slope)
+{
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_NONE: for (i = 0; i < n; i++) y[i] = x[i]; break;
+    case PYNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = relu_f64(x[i]); break;
+    case PYNN_ACT_LEAKY_RELU: for (i = 0; i < n; i++) y[i] = leaky_relu_f64(x[i], slope); break;
+    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = vm_sigmoid_f64(x[i]); break;
+    case PYNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = vm_tanh_f64(x[i]); break;
+    case PYNN_ACT_SILU: for (i = 0; i < n; i++) y[i] = silu_f64(x[i]); break;
+    case PYNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = vm_gelu_f64(x[i]); break;
+    case PYNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = gelu_tanh_f64(x[i]); break;
+    }
+}
+
+/* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */
+void PYNN_ISA_FN(pynn_eltwise_backward_f32)(float *dx, const float *dy, const float *x,
+                                            int64_t n, pynn_act act, float slope)
+{
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_NONE: for (i = 0; i < n; i++) dx[i] = dy[i]; break;
+    case PYNN_ACT_RELU: for (i = 0; i < n; i++) dx[i] = relu_grad_f32(dy[i], x[i]); break;
+    case PYNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) dx[i] = leaky_relu_grad_f32(dy[i], x[i], slope);
+        break;
+    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) dx[i] = sigmoid_grad_f32(dy[i], x[i]); break;
+    case PYNN_ACT_TANH: for (i = 0; i < n; i++) dx[i] = tanh_grad_f32(dy[i], x[i]); break;
+    case PYNN_ACT_SILU: for (i = 0; i < n; i++) dx[i] = silu_grad_f32(dy[i], x[i]); break;
+    case PYNN_ACT_GELU: for (i = 0; i < n; i++) dx[i] = dy[i] * vm_gelu_grad_f32(x[i]); break;
+    case PYNN_ACT_GELU_TANH:
+        for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_f32(dy[i], x[i]);
+        break;
+    }
+}
+
+void PYNN_ISA_FN(pynn_eltwise_backward_f64)(double *dx, const double *dy, const double *x,
+                                            int64_t n, pynn_act act, double slope)
+{
+    int64_t i;
+    switch (act) {
+    case PYNN_ACT_NONE: for (i = 0; i < n; i++) dx[i] = dy[i]; break;
+    case PYNN_ACT_RELU: for (i = 0; i < n; i++) dx[i] = relu_grad_f64(dy[i], x[i]); break;
+    case PYNN_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) dx[i] = leaky_relu_grad_f64(dy[i], x[i], slope);
+        break;
+    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) dx[i] = sigmoid_grad_f64(dy[i], x[i]); break;
+    case PYNN_ACT_TANH: for (i = 0; i < n; i++) dx[i] = tanh_grad_f64(dy[i], x[i]); break;
+    case PYNN_ACT_SILU: for (i = 0; i < n; i++) dx[i] = silu_grad_f64(dy[i], x[i]); break;
+    case PYNN_ACT_GELU: for (i = 0; i < n; i++) dx[i] = dy[i] * vm_gelu_grad_f64(x[i]); break;
+    case PYNN_ACT_GELU_TANH:
+        for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_f64(dy[i], x[i]);
+        break;
+    }
+}
+
+/* dy, y, dx (n): dx = dy * act'(x) from the output y = act(x); sigmoid: y (1 - y), tanh:
+ * 1 - y^2 (PyTorch's formulas; callers holding x get better tails from the loop above). */
+void PYNN_ISA_FN(pynn_eltwise_backward_output_f32)(float *dx, const float *dy,
+                                                   const float *y, int64_t n, pynn_act act)
+{
+    int64_t i;
+    if (act == PYNN_ACT_SIGMOID)
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
+    else
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+}
+
+void PYNN_ISA_FN(pynn_eltwise_backward_output_f64)(double *dx, const double *dy,
+                                                   const double *y, int64_t n, pynn_act act)
+{
+    int64_t i;
+    if (act == PYNN_ACT_SIGMOID)
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0 - y[i]));
+    else
+        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0 - y[i] * y[i]);
+}
+
+/* ---- dispatch and threading (once, in the generic build) -------------------------------- */
+#if PYNN_ISA_generic
+
+/* Below this many elements per thread a parallel region costs more than it saves. */
+#define ELTWISE_MIN_PER_THREAD 32768
+/* Threads take whole chunks; a multiple of every vector width keeps the tails at the end. */
+#define ELTWISE_CHUNK 8192
+
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_f32,
+                          (float *, const float *, int64_t, pynn_act, float));
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_f64,
+                          (double *, const double *, int64_t, pynn_act, double));
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_f32,
+                          (float *, const float *, const float *, int64_t, pynn_act, float));
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_f64, (double *, const double *,
+                          const double *, int64_t, pynn_act, double));
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_output_f32,
+                          (float *, const float *, const float *, int64_t, pynn_act));
+PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_output_f64,
+                          (double *, const double *, const double *, int64_t, pynn_act));
+
+static int act_valid(pynn_act act)
+{
+    return (int)act >= (int)PYNN_ACT_NONE && (int)act <= (int)PYNN_ACT_GELU_TANH;
+}
+
+void pynn_act_apply_f32(float *y, const float *x, int64_t n, pynn_act act, float negative_slope)
+{
+    void (*fn)(float *, const float *, int64_t, pynn_act, float);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f32);
+    fn(y, x, n, act, negative_slope);
+}
+
+void pynn_act_apply_f64(double *y, const double *x, int64_t n, pynn_act act,
+                        double negative_slope)
+{
+    void (*fn)(double *, const double *, int64_t, pynn_act, double);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f64);
+    fn(y, x, n, act, negative_slope);
+}
+
+pynn_status pynn_act_forward_f32(float *y, const float *x, pynn_act act, double negative_slope,
+                                 int64_t n, int nthreads)
+{
+    if (!act_valid(act) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(float *, const float *, int64_t, pynn_act, float);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f32);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    const float slope = (float)negative_slope;
+    if (nt <= 1) {
+        fn(y, x, n, act, slope);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(y + lo, x + lo, len, act, slope);
+    }
+    return PYNN_OK;
+}
+
+pynn_status pynn_act_forward_f64(double *y, const double *x, pynn_act act, double negative_slope,
+                                 int64_t n, int nthreads)
+{
+    if (!act_valid(act) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(double *, const double *, int64_t, pynn_act, double);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f64);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    if (nt <= 1) {
+        fn(y, x, n, act, negative_slope);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(y + lo, x + lo, len, act, negative_slope);
+    }
+    return PYNN_OK;
+}
+
+pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, pynn_act act,
+                                  double negative_slope, int64_t n, int nthreads)
+{
+    if (!act_valid(act) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(float *, const float *, const float *, int64_t, pynn_act, float);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f32);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    const float slope = (float)negative_slope;
+    if (nt <= 1) {
+        fn(dx, dy, x, n, act, slope);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(dx + lo, dy + lo, x + lo, len, act, slope);
+    }
+    return PYNN_OK;
+}
+
+pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x, pynn_act act,
+                                  double negative_slope, int64_t n, int nthreads)
+{
+    if (!act_valid(act) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(double *, const double *, const double *, int64_t, pynn_act, double);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f64);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    if (nt <= 1) {
+        fn(dx, dy, x, n, act, negative_slope);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(dx + lo, dy + lo, x + lo, len, act, negative_slope);
+    }
+    return PYNN_OK;
+}
+
+pynn_status pynn_act_backward_output_f32(float *dx, const float *dy, const float *y,
+                                         pynn_act act, int64_t n, int nthreads)
+{
+    if ((act != PYNN_ACT_SIGMOID && act != PYNN_ACT_TANH) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(float *, const float *, const float *, int64_t, pynn_act);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f32);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    if (nt <= 1) {
+        fn(dx, dy, y, n, act);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(dx + lo, dy + lo, y + lo, len, act);
+    }
+    return PYNN_OK;
+}
+
+pynn_status pynn_act_backward_output_f64(double *dx, const double *dy, const double *y,
+                                         pynn_act act, int64_t n, int nthreads)
+{
+    if ((act != PYNN_ACT_SIGMOID && act != PYNN_ACT_TANH) || n < 0)
+        return PYNN_ERR_ARG;
+    void (*fn)(double *, const double *, const double *, int64_t, pynn_act);
+    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f64);
+    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    if (nt <= 1) {
+        fn(dx, dy, y, n, act);
+        return PYNN_OK;
+    }
+    int64_t c;
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (c = 0; c < nchunks; c++) {
+        const int64_t lo = c * ELTWISE_CHUNK;
+        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
+        fn(dx + lo, dy + lo, y + lo, len, act);
+    }
+    return PYNN_OK;
+}
+
+#endif

@@ -1,0 +1,61 @@
+/* The per-ISA table of GEMM tile and block sizes, with the kernels that go with them.
+ *
+ * Tiles: the micro-kernel's MR x NR, fixed by the register file (kernel_*.c say why).
+ * Blocks, measured on a 2-core Sapphire Rapids (48 KB L1d, 2 MB L2 per core):
+ *   KC  the k block. An A micro-panel (MR x KC) stays in L1 while the B micro-panels
+ *       stream past it, and each block of k costs one pass over C, so KC is as long as
+ *       L1 allows. It also fixes every element's summation order: never tune it per call.
+ *   NC  columns of packed B per block: KC x NC stays in L2.
+ *   MC  rows of packed A per block: MC x KC streams from L3.
+ */
+#include "act.h"
+#include "gemm/kernel.h"
+
+static void act_f32(void *x, int64_t n, pynn_act act, double negative_slope)
+{
+    pynn_act_apply_f32((float *)x, (const float *)x, n, act, (float)negative_slope);
+}
+
+static void act_f64(void *x, int64_t n, pynn_act act, double negative_slope)
+{
+    pynn_act_apply_f64((double *)x, (const double *)x, n, act, negative_slope);
+}
+
+static const gemm_arch sgemm_table[] = {
+    /*                   elsize  mr  nr   kc    mc    nc   micro-kernel          */
+    [PYNN_ISA_GENERIC] = {4,      4,  8, 256, 1024,  512, sgemm_generic_4x8,
+                          gemm_pack_copy_f32, gemm_pack_trans_f32, act_f32},
+#ifdef PYNN_X86
+    [PYNN_ISA_AVX2] =    {4,      6, 16, 256, 1536,  512, sgemm_avx2_6x16,
+                          gemm_pack_copy_f32, gemm_pack_trans_f32, act_f32},
+    [PYNN_ISA_AVX512] =  {4,     12, 32, 384, 1536,  512, sgemm_avx512_12x32,
+                          gemm_pack_copy_f32, gemm_pack_trans_f32, act_f32},
+#endif
+};
+
+static const gemm_arch dgemm_table[] = {
+    [PYNN_ISA_GENERIC] = {8,      4,  4, 256,  512,  256, dgemm_generic_4x4,
+                          gemm_pack_copy_f64, gemm_pack_trans_f64, act_f64},
+#ifdef PYNN_X86
+    [PYNN_ISA_AVX2] =    {8,      6,  8, 256,  768,  256, dgemm_avx2_6x8,
+                          gemm_pack_copy_f64, gemm_pack_trans_f64, act_f64},
+    [PYNN_ISA_AVX512] =  {8,     12, 16, 192,  768,  512, dgemm_avx512_12x16,
+                          gemm_pack_copy_f64, gemm_pack_trans_f64, act_f64},
+#endif
+};
+
+static const gemm_arch *select(const gemm_arch *table, size_t entries)
+{
+    size_t isa = (size_t)pynn_cpu_isa();
+    return isa < entries ? &table[isa] : &table[PYNN_ISA_GENERIC];
+}
+
+const gemm_arch *gemm_arch_f32(void)
+{
+    return select(sgemm_table, sizeof sgemm_table / sizeof sgemm_table[0]);
+}
+
+const gemm_arch *gemm_arch_f64(void)
+{
+    return select(dgemm_table, sizeof dgemm_table / sizeof dgemm_table[0]);
+}

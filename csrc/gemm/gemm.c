@@ -1,0 +1,415 @@
+/* GEMM driver: C = act(alpha * op(A) op(B) + beta * C + bias), BLIS-style, portable.
+ *
+ * Loops, from the outside in, for the C block a thread owns:
+ *   jc  NC columns of B          \  pack B[pc:pc+kb, jc:jc+NC] into NR-wide micro-panels (L2)
+ *   pc  a k block of kb <= KC    /
+ *   e   batch entries (B packed once when they share it)
+ *   ic  MC rows of A             -- pack A[ic:ic+MC, pc:pc+kb] into MR-high micro-panels
+ *   ir  MR rows (macro-kernel)   -- the A micro-panel sits in L1 ...
+ *   jr  NR columns               -- ... while B micro-panels stream from L2 past it
+ * Transposes only change which packing routine runs. Operands that are cheaper to read
+ * in place (a row-major A, or B when few rows of C reuse it) skip packing; partial edge
+ * panels are then packed (zero-padded) on their own, so the micro-kernel never reads
+ * outside an operand.
+ *
+ * Determinism: an element of C is the same chain of FMAs over each k block, and the k
+ * blocks depend on K alone (kblock()), so neither the thread split, nor M, nor the
+ * packing choice, nor which rows share a tile changes a bit of the result.
+ *
+ * Threads own disjoint blocks of C (whole batch entries, or a grid of rows x columns),
+ * each packing what it reads: no barriers, no shared writes.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gemm/kernel.h"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+/* Multiply-adds a thread must have before GEMM uses a second one. */
+#define GEMM_MIN_WORK_PER_THREAD 131072
+
+typedef struct {
+    const gemm_arch *ar;
+    char *c;
+    int64_t ldc, stride_c;
+    char *preact;
+    int64_t ldp;
+    const char *a;
+    int64_t lda, stride_a;
+    const char *b;
+    int64_t ldb, stride_b;
+    const char *bias;
+    int trans_a, trans_b;
+    double alpha, beta;
+    pynn_act act;
+    double slope;
+    int64_t batch, m, n, k;
+    int64_t kc;             /* the k block (kblock) */
+    int direct_a, direct_b; /* read op(A) / op(B) in place rather than packing */
+} gemm_problem;
+
+/* Where the micro-panels of one block of A or B are. Panel r starts at p + r*step and has
+ * strides rs, cs; if `edge` is set, the last, partial panel was packed there instead (with
+ * the packed strides, since the operand itself ends before the panel does). */
+typedef struct {
+    const char *p;
+    int64_t step, rs, cs;
+    const char *edge;
+    int64_t edge_rs, edge_cs;
+} gemm_panels;
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+/* Equal k blocks of at most KC: the summation order of every element depends on K only. */
+static int64_t kblock(int64_t k, int64_t kc_max)
+{
+    if (k <= kc_max)
+        return k;
+    const int64_t blocks = (k + kc_max - 1) / kc_max;
+    return (k + blocks - 1) / blocks;
+}
+
+/* Packs rows [0, mn) x k of an operand into w-wide micro-panels at dst. */
+static void pack_block(const gemm_arch *ar, char *dst, const char *src, int64_t ld, int trans,
+                       int64_t mn, int64_t k, int w)
+{
+    const size_t es = ar->elsize;
+    for (int64_t x = 0; x < mn; x += w) {
+        const int64_t width = min64(w, mn - x);
+        /* contiguous in x: copy runs; contiguous in k: transpose */
+        if (trans)
+            ar->pack_trans(dst, src + (size_t)(x * ld) * es, ld, width, k, w);
+        else
+            ar->pack_copy(dst, src + (size_t)x * es, ld, width, k, w);
+        dst += (size_t)(w * k) * es;
+    }
+}
+
+/* The micro-panels of A[ic:ic+mb, pc:pc+kb] for batch entry e. */
+static gemm_panels panels_a(const gemm_problem *pb, char *buf, int64_t e, int64_t ic,
+                            int64_t mb, int64_t pc, int64_t kb)
+{
+    const gemm_arch *ar = pb->ar;
+    const size_t es = ar->elsize;
+    const int mr = ar->mr;
+    /* A(i, p) at a[i*lda + p], or a[p*lda + i] when transposed */
+    const int64_t rs = pb->trans_a ? 1 : pb->lda, cs = pb->trans_a ? pb->lda : 1;
+    const char *a = pb->a + (size_t)(e * pb->stride_a + ic * rs + pc * cs) * es;
+    gemm_panels P = {buf, (int64_t)(mr * kb) * (int64_t)es, 1, mr, NULL, 1, mr};
+    if (!pb->direct_a) {
+        pack_block(ar, buf, a, pb->lda, !pb->trans_a, mb, kb, mr);
+        return P;
+    }
+    P.p = a;
+    P.step = (int64_t)(mr * rs) * (int64_t)es;
+    P.rs = rs;
+    P.cs = cs;
+    const int64_t tail = mb % mr;
+    if (tail) {
+        pack_block(ar, buf, a + (size_t)((mb - tail) * rs) * es, pb->lda, !pb->trans_a, tail, kb, mr);
+        P.edge = buf;
+    }
+    return P;
+}
+
+/* The micro-panels of B[pc:pc+kb, jc:jc+nb] for batch entry e. */
+static gemm_panels panels_b(const gemm_problem *pb, char *buf, int64_t e, int64_t jc,
+                            int64_t nb, int64_t pc, int64_t kb)
+{
+    const gemm_arch *ar = pb->ar;
+    const size_t es = ar->elsize;
+    const int nr = ar->nr;
+    /* B(p, j) at b[p*ldb + j], or b[j*ldb + p] when transposed */
+    const int64_t rs = pb->trans_b ? 1 : pb->ldb, cs = pb->trans_b ? pb->ldb : 1;
+    const char *b = pb->b + (size_t)(e * pb->stride_b + pc * rs + jc * cs) * es;
+    gemm_panels P = {buf, (int64_t)(nr * kb) * (int64_t)es, nr, 1, NULL, nr, 1};
+    if (!pb->direct_b) {
+        pack_block(ar, buf, b, pb->ldb, pb->trans_b, nb, kb, nr);
+        return P;
+    }
+    P.p = b;
+    P.step = (int64_t)nr * (int64_t)es;
+    P.rs = rs;
+    const int64_t tail = nb % nr;
+    if (tail) {
+        pack_block(ar, buf, b + (size_t)(nb - tail) * es, pb->ldb, 0, tail, kb, nr);
+        P.edge = buf;
+    }
+    return P;
+}
+
+/* Activation and pre-activation for finished rows [i0, i1) x columns [j0, j1) of C. */
+static void finish_rows(const gemm_problem *pb, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    const size_t es = pb->ar->elsize;
+    for (int64_t i = i0; i < i1; i++) {
+        char *row = pb->c + (size_t)(i * pb->ldc + j0) * es;
+        if (pb->preact)
+            memcpy(pb->preact + (size_t)(i * pb->ldp + j0) * es, row, (size_t)(j1 - j0) * es);
+        if (pb->act != PYNN_ACT_NONE)
+            pb->ar->act(row, j1 - j0, pb->act, pb->slope);
+    }
+}
+
+/* C[ic:ic+mb, jc:jc+nb] of entry e, one k block, from the panels of A and B. */
+static void macro_kernel(const gemm_problem *pb, const gemm_panels *A, const gemm_panels *B,
+                         int64_t e, int64_t ic, int64_t mb, int64_t jc, int64_t nb, int64_t kb,
+                         int first, int last)
+{
+    const gemm_arch *ar = pb->ar;
+    const size_t es = ar->elsize;
+    const int mr = ar->mr, nr = ar->nr;
+    gemm_epilogue ep = {pb->alpha, first ? pb->beta : 1.0, NULL};
+    char *c = pb->c + (size_t)(e * pb->stride_c) * es;
+#ifdef JR_OUTER
+    for (int64_t jr = 0; jr < nb; jr += nr) {
+        for (int64_t ir = 0; ir < mb; ir += mr) {
+        const int m = (int)min64(mr, mb - ir);
+        const int a_edge = m < mr && A->edge;
+        const char *a = a_edge ? A->edge : A->p + (ir / mr) * A->step;
+        const int64_t rs_a = a_edge ? A->edge_rs : A->rs, cs_a = a_edge ? A->edge_cs : A->cs;
+#else
+    for (int64_t ir = 0; ir < mb; ir += mr) {
+        const int m = (int)min64(mr, mb - ir);
+        const int a_edge = m < mr && A->edge;
+        const char *a = a_edge ? A->edge : A->p + (ir / mr) * A->step;
+        const int64_t rs_a = a_edge ? A->edge_rs : A->rs, cs_a = a_edge ? A->edge_cs : A->cs;
+        for (int64_t jr = 0; jr < nb; jr += nr) {
+#endif
+            const int n = (int)min64(nr, nb - jr);
+            const int b_edge = n < nr && B->edge;
+            const char *b = b_edge ? B->edge : B->p + (jr / nr) * B->step;
+            const int64_t rs_b = b_edge ? B->edge_rs : B->rs;
+            ep.bias = last && pb->bias ? pb->bias + (size_t)(jc + jr) * es : NULL;
+            ar->ukernel(kb, a, rs_a, cs_a, b, rs_b,
+                        c + (size_t)((ic + ir) * pb->ldc + jc + jr) * es, pb->ldc, m, n, &ep);
+        }
+#ifndef JR_OUTER
+        if (last && (pb->preact || pb->act != PYNN_ACT_NONE))
+            finish_rows(pb, ic + ir, ic + ir + m, jc, jc + nb);
+#endif
+    }
+}
+
+static void *scratch(size_t bytes)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
+}
+
+/* Entries [e0, e1), rows [m0, m1), columns [n0, n1) of C: one thread's share. */
+static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, int64_t m0,
+                              int64_t m1, int64_t n0, int64_t n1)
+{
+    if (e0 >= e1 || m0 >= m1 || n0 >= n1)
+        return PYNN_OK;
+    const gemm_arch *ar = pb->ar;
+    const size_t es = ar->elsize;
+    const int64_t kc = pb->kc > 0 ? pb->kc : 1;
+    const int64_t mc = min64(ar->mc, round_up(m1 - m0, ar->mr));
+    const int64_t nc = min64(ar->nc, round_up(n1 - n0, ar->nr));
+    char *abuf = scratch((size_t)((pb->direct_a ? ar->mr : mc) * kc) * es);
+    char *bbuf = scratch((size_t)((pb->direct_b ? ar->nr : nc) * kc) * es);
+    if (!abuf || !bbuf) {
+        free(abuf);
+        free(bbuf);
+        return PYNN_ERR_NOMEM;
+    }
+    for (int64_t jc = n0; jc < n1; jc += nc) {
+        const int64_t nb = min64(nc, n1 - jc);
+        int64_t pc = 0;
+        do {
+            const int64_t kb = min64(pb->kc, pb->k - pc);
+            const int first = pc == 0, last = pc + kb >= pb->k;
+            gemm_panels B = {0};
+            for (int64_t e = e0; e < e1; e++) {
+                if (e == e0 || pb->stride_b != 0)
+                    B = panels_b(pb, bbuf, e, jc, nb, pc, kb);
+                for (int64_t ic = m0; ic < m1; ic += mc) {
+                    const int64_t mb = min64(mc, m1 - ic);
+                    const gemm_panels A = panels_a(pb, abuf, e, ic, mb, pc, kb);
+                    macro_kernel(pb, &A, &B, e, ic, mb, jc, nb, kb, first, last);
+                }
+            }
+            pc += kb;
+        } while (pc < pb->k);
+    }
+    free(abuf);
+    free(bbuf);
+    return PYNN_OK;
+}
+
+/* Reading A in place saves packing it; packing pays once an A micro-panel meets enough
+ * B micro-panels. B is read in place when it is row-major and few row panels reuse it. */
+static void choose_layout(gemm_problem *pb)
+{
+    const gemm_arch *ar = pb->ar;
+    pb->direct_a = !pb->trans_a;
+    pb->direct_b = !pb->trans_b && pb->m <= 4 * ar->mr;
+#ifdef GEMM_DEV
+    if (getenv("DA")) pb->direct_a = atoi(getenv("DA")) && (!pb->trans_a || atoi(getenv("DA")) == 2);
+    if (getenv("DB")) pb->direct_b = atoi(getenv("DB")) && !pb->trans_b;
+#endif
+}
+
+/* Splits `units` into `parts` near-equal contiguous ranges; returns the start of `part`. */
+static int64_t split(int64_t units, int parts, int part)
+{
+    return units * part / parts;
+}
+
+static pynn_status gemm_run(gemm_problem *pb, int nthreads)
+{
+    const gemm_arch *ar = pb->ar;
+    if (pb->batch <= 0 || pb->m <= 0 || pb->n <= 0)
+        return PYNN_OK;
+#ifdef GEMM_DEV
+    static gemm_arch dev;
+    dev = *ar;
+    if (getenv("KC")) dev.kc = atoi(getenv("KC"));
+    if (getenv("MC")) dev.mc = atoi(getenv("MC"));
+    if (getenv("NC")) dev.nc = atoi(getenv("NC"));
+    pb->ar = ar = &dev;
+#endif
+    pb->kc = kblock(pb->k, ar->kc);
+    choose_layout(pb);
+    const int64_t work = pb->batch * pb->m * pb->n * (pb->k > 0 ? pb->k : 1);
+    const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
+    if (nt <= 1)
+        return gemm_block(pb, 0, pb->batch, 0, pb->m, 0, pb->n);
+
+    /* Whole entries per thread when there are enough; else a grid of row x column blocks
+     * in whole tiles, the grid shape that gives the busiest thread the fewest tiles. */
+    const int by_entry = pb->batch >= nt;
+    const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr, tiles_n = (pb->n + ar->nr - 1) / ar->nr;
+    int pn = 1;
+    int64_t best = -1;
+    for (int d = 1; d <= nt; d++) {
+        if (nt % d)
+            continue;
+        const int64_t tm = (tiles_m + nt / d - 1) / (nt / d), tn = (tiles_n + d - 1) / d;
+        if (best < 0 || tm * tn <= best) {
+            best = tm * tn;
+            pn = d;
+        }
+    }
+    const int pm = nt / pn;
+    pynn_status status = PYNN_OK;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+#endif
+    {
+#ifdef _OPENMP
+        const int t = omp_get_thread_num();
+#else
+        const int t = 0;
+#endif
+        pynn_status s;
+        if (by_entry) {
+            s = gemm_block(pb, split(pb->batch, nt, t), split(pb->batch, nt, t + 1), 0, pb->m, 0, pb->n);
+        } else {
+            const int tm = t / pn, tn = t % pn;
+            s = gemm_block(pb, 0, pb->batch,
+                           min64(split(tiles_m, pm, tm) * ar->mr, pb->m),
+                           min64(split(tiles_m, pm, tm + 1) * ar->mr, pb->m),
+                           min64(split(tiles_n, pn, tn) * ar->nr, pb->n),
+                           min64(split(tiles_n, pn, tn + 1) * ar->nr, pb->n));
+        }
+        if (s != PYNN_OK) {
+#ifdef _OPENMP
+#pragma omp critical(pynn_gemm_status)
+#endif
+            status = s;
+        }
+    }
+    return status;
+}
+
+static pynn_status check(int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb,
+                         int trans_a, int trans_b, int nthreads)
+{
+    if (m < 0 || n < 0 || k < 0 || nthreads < 1)
+        return PYNN_ERR_ARG;
+    if (ldc < (n > 1 ? n : 1) || lda < ((trans_a ? m : k) > 1 ? (trans_a ? m : k) : 1) ||
+        ldb < ((trans_b ? k : n) > 1 ? (trans_b ? k : n) : 1))
+        return PYNN_ERR_ARG;
+    return PYNN_OK;
+}
+
+static pynn_status gemm_entry(const gemm_arch *ar, void *c, int64_t ldc, void *preact,
+                              int64_t ldp, const void *a, int64_t lda, const void *b,
+                              int64_t ldb, const void *bias, int trans_a, int trans_b,
+                              double alpha, double beta, pynn_act act, double slope,
+                              int64_t m, int64_t n, int64_t k, int nthreads)
+{
+    pynn_status s = check(m, n, k, ldc, lda, ldb, trans_a, trans_b, nthreads);
+    if (s != PYNN_OK)
+        return s;
+    if ((int)act < (int)PYNN_ACT_NONE || (int)act > (int)PYNN_ACT_GELU_TANH)
+        return PYNN_ERR_ARG;
+    if (preact && ldp < (n > 1 ? n : 1))
+        return PYNN_ERR_ARG;
+    gemm_problem pb = {ar, (char *)c, ldc, 0, (char *)preact, ldp, (const char *)a, lda, 0,
+                       (const char *)b, ldb, 0, (const char *)bias, trans_a, trans_b, alpha,
+                       beta, act, slope, 1, m, n, k, 0, 0, 0};
+    return gemm_run(&pb, nthreads);
+}
+
+pynn_status pynn_gemm_f32(float *c, int64_t ldc, float *preact, int64_t ldp, const float *a,
+                          int64_t lda, const float *b, int64_t ldb, const float *bias,
+                          int trans_a, int trans_b, float alpha, float beta, pynn_act act,
+                          float negative_slope, int64_t m, int64_t n, int64_t k, int nthreads)
+{
+    return gemm_entry(gemm_arch_f32(), c, ldc, preact, ldp, a, lda, b, ldb, bias, trans_a,
+                      trans_b, alpha, beta, act, negative_slope, m, n, k, nthreads);
+}
+
+pynn_status pynn_gemm_f64(double *c, int64_t ldc, double *preact, int64_t ldp, const double *a,
+                          int64_t lda, const double *b, int64_t ldb, const double *bias,
+                          int trans_a, int trans_b, double alpha, double beta, pynn_act act,
+                          double negative_slope, int64_t m, int64_t n, int64_t k, int nthreads)
+{
+    return gemm_entry(gemm_arch_f64(), c, ldc, preact, ldp, a, lda, b, ldb, bias, trans_a,
+                      trans_b, alpha, beta, act, negative_slope, m, n, k, nthreads);
+}
+
+static pynn_status gemm_batched_entry(const gemm_arch *ar, void *c, int64_t ldc, int64_t stride_c,
+                                      const void *a, int64_t lda, int64_t stride_a,
+                                      const void *b, int64_t ldb, int64_t stride_b,
+                                      int trans_a, int trans_b, double alpha, double beta,
+                                      int64_t batch, int64_t m, int64_t n, int64_t k, int nthreads)
+{
+    pynn_status s = check(m, n, k, ldc, lda, ldb, trans_a, trans_b, nthreads);
+    if (s != PYNN_OK)
+        return s;
+    if (batch < 0 || stride_a < 0 || stride_b < 0 || (batch > 1 && stride_c < m * ldc))
+        return PYNN_ERR_ARG;
+    gemm_problem pb = {ar, (char *)c, ldc, stride_c, NULL, 0, (const char *)a, lda, stride_a,
+                       (const char *)b, ldb, stride_b, NULL, trans_a, trans_b, alpha, beta,
+                       PYNN_ACT_NONE, 0.0, batch, m, n, k, 0, 0, 0};
+    return gemm_run(&pb, nthreads);
+}
+
+pynn_status pynn_gemm_batched_f32(float *c, int64_t ldc, int64_t stride_c, const float *a,
+                                  int64_t lda, int64_t stride_a, const float *b, int64_t ldb,
+                                  int64_t stride_b, int trans_a, int trans_b, float alpha,
+                                  float beta, int64_t batch, int64_t m, int64_t n, int64_t k,
+                                  int nthreads)
+{
+    return gemm_batched_entry(gemm_arch_f32(), c, ldc, stride_c, a, lda, stride_a, b, ldb,
+                              stride_b, trans_a, trans_b, alpha, beta, batch, m, n, k, nthreads);
+}
+
+pynn_status pynn_gemm_batched_f64(double *c, int64_t ldc, int64_t stride_c, const double *a,
+                                  int64_t lda, int64_t stride_a, const double *b, int64_t ldb,
+                                  int64_t stride_b, int trans_a, int trans_b, double alpha,
+                                  double beta, int64_t batch, int64_t m, int64_t n, int64_t k,
+                                  int nthreads)
+{
+    return gemm_batched_entry(gemm_arch_f64(), c, ldc, stride_c, a, lda, stride_a, b, ldb,
+                              stride_b, trans_a, trans_b, alpha, beta, batch, m, n, k, nthreads);
+}

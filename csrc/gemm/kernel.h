@@ -1,0 +1,90 @@
+/* Internal to csrc/gemm: the contract between the portable driver (gemm.c), the packing
+ * routines and the per-ISA micro-kernels, and the per-ISA table of tile and block sizes
+ * (config.c).
+ *
+ * The driver works on untyped pointers and element sizes; everything that depends on
+ * the element type (packing, micro-kernel, activation) comes from the table, so one
+ * driver serves float and double on every ISA.
+ */
+#ifndef PYNN_GEMM_KERNEL_H
+#define PYNN_GEMM_KERNEL_H
+
+#include "isa.h"
+
+/* What a micro-kernel does with a finished k block of sums s = A_panel * B_panel:
+ *   z = alpha * s                 (alpha == 1: z = s exactly)
+ *   z = z + beta * C              (beta == 0: C is never read, it may hold NaN;
+ *                                  beta == 1: a plain add; else one fused multiply-add
+ *                                  on ISAs that have FMA)
+ *   z = z + bias[j]               (bias != NULL; points at the tile's first column)
+ *   C = z
+ * The driver passes the caller's beta on the first k block, 1 on the later ones, and the
+ * bias on the last one only, so each element's arithmetic is fixed by the k blocking. */
+typedef struct {
+    double alpha, beta;
+    const void *bias;
+} gemm_epilogue;
+
+/* An MR x NR tile of C (row-major, row stride ldc), of which the first m rows and n columns
+ * are written (1 <= m <= MR, 1 <= n <= NR):
+ *   s[i][j] = sum over p < k of A(i, p) * B(p, j),  A(i, p) = a[i*rs_a + p*cs_a],
+ *                                                 B(p, j) = b[p*rs_b + j]
+ * Each s[i][j] is one chain of fused multiply-adds (multiply then add on ISAs without FMA)
+ * in increasing p, starting from zero: the same bits whatever the tile, the edge, the
+ * strides or the thread, which is what makes GEMM deterministic. Either rs_a or cs_a is 1
+ * (a packed or transposed panel: rs_a == 1; rows read in place: cs_a == 1). A and B are
+ * read for all i < MR and j < NR (panels are zero-padded), except that a kernel may skip
+ * the columns and rows it does not need for an n <= NR/2 or m <= MR/2 edge. */
+typedef void (*gemm_ukernel)(int64_t k, const void *a, int64_t rs_a, int64_t cs_a,
+                             const void *b, int64_t rs_b, void *c, int64_t ldc, int m, int n,
+                             const gemm_epilogue *ep);
+
+/* Packing one micro-panel of width w (w = MR for A, NR for B), zero-padded:
+ *   dst[p*w + x] = X(x, p) for x < mn, p < k;  0 for mn <= x < w
+ * where X(x, p) is A(x, p) for an A panel and B(p, x) for a B panel. pack_copy reads an
+ * operand whose x direction is contiguous (X(x, p) = src[p*ld + x]: A stored transposed,
+ * B as is); pack_trans one whose p direction is (X(x, p) = src[x*ld + p]: A as is, B
+ * stored transposed), transposing as it goes. */
+typedef void (*gemm_pack)(void *dst, const void *src, int64_t ld, int64_t mn, int64_t k, int w);
+
+/* Applies an activation in place to a contiguous run (pynn_act_apply_*, csrc/act.h). */
+typedef void (*gemm_act)(void *x, int64_t n, pynn_act act, double negative_slope);
+
+typedef struct {
+    size_t elsize;
+    int mr, nr;          /* micro-tile of C */
+    int kc;              /* longest k block; the blocks of a given k are all equal */
+    int mc;              /* rows of packed A per block (L3) */
+    int nc;              /* columns of packed B per block (L2), a multiple of nr */
+    gemm_ukernel ukernel;
+    gemm_pack pack_copy, pack_trans;
+    gemm_act act;
+} gemm_arch;
+
+/* The table entry for the ISA in force (pynn_cpu_isa()). */
+const gemm_arch *gemm_arch_f32(void);
+const gemm_arch *gemm_arch_f64(void);
+
+/* Micro-kernels, named type_isa_MRxNR. */
+void sgemm_generic_4x8(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                        int64_t, int, int, const gemm_epilogue *);
+void dgemm_generic_4x4(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                       int64_t, int, int, const gemm_epilogue *);
+#ifdef PYNN_X86
+void sgemm_avx2_6x16(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                     int64_t, int, int, const gemm_epilogue *);
+void dgemm_avx2_6x8(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                    int64_t, int, int, const gemm_epilogue *);
+void sgemm_avx512_12x32(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                        int64_t, int, int, const gemm_epilogue *);
+void dgemm_avx512_12x16(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
+                        int64_t, int, int, const gemm_epilogue *);
+#endif
+
+/* Portable packing (pack.c). */
+void gemm_pack_copy_f32(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_trans_f32(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_copy_f64(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_trans_f64(void *, const void *, int64_t, int64_t, int64_t, int);
+
+#endif

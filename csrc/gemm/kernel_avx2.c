@@ -1,0 +1,192 @@
+/* AVX2 + FMA GEMM micro-kernels (compiled for AVX2 only; see kernel.h for the contract).
+ *
+ * sgemm 6x16 and dgemm 6x8: 6 rows of C by two ymm vectors, 12 accumulators, leaving
+ * registers for the two vectors of B and a broadcast of A (16 ymm registers in all).
+ * Partial tiles are read and written through vmaskmov masks; narrow or short tiles
+ * (n <= NR/2, m <= 3) run a loop over only the vectors and rows they need, with the same
+ * per-element chain of FMAs.
+ */
+#include <immintrin.h>
+
+#include "gemm/kernel.h"
+
+/* All-ones in the lanes below n: the lanes that vmaskmov loads and stores. */
+PYNN_INLINE __m256i lane_mask32(int n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), idx);
+}
+
+PYNN_INLINE __m256i lane_mask64(int n)
+{
+    const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
+    return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
+}
+
+/* ---- float: 6 x 16 ------------------------------------------------------------------- */
+
+PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m256 acc[6][2], int V,
+                             const gemm_epilogue *ep)
+{
+    const __m256i mk[2] = {lane_mask32(n), lane_mask32(n - 8)};
+    const __m256 alpha = _mm256_set1_ps((float)ep->alpha), beta = _mm256_set1_ps((float)ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const float *bias = (const float *)ep->bias;
+    __m256 bv[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    if (bias) {
+        bv[0] = _mm256_maskload_ps(bias, mk[0]);
+        if (V > 1)
+            bv[1] = _mm256_maskload_ps(bias + 8, mk[1]);
+    }
+    _Pragma("GCC unroll 6") for (int i = 0; i < 6; i++) {
+        if (i >= m)
+            break;
+        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+            float *cv = c + i * ldc + 8 * v;
+            __m256 z = acc[i][v];
+            if (scale)
+                z = _mm256_mul_ps(alpha, z);
+            if (add_c) {
+                const __m256 cold = _mm256_maskload_ps(cv, mk[v]);
+                z = fma_c ? _mm256_fmadd_ps(beta, cold, z) : _mm256_add_ps(z, cold);
+            }
+            if (bias)
+                z = _mm256_add_ps(z, bv[v]);
+            _mm256_maskstore_ps(cv, mk[v], z);
+        }
+    }
+}
+
+/* One tile with R rows and V vectors of accumulators; called with constants for R and V
+ * and a literal 1 for rs_a or cs_a (see kernel_avx512.c). */
+PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
+                            const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
+                            const gemm_epilogue *ep, const int R, const int V)
+{
+    __m256 acc[6][2];
+    _Pragma("GCC unroll 6") for (int i = 0; i < 6; i++)
+        acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+    for (int64_t p = 0; p < k; p++) {
+        const __m256 b0 = _mm256_loadu_ps(b);
+        const __m256 b1 = V > 1 ? _mm256_loadu_ps(b + 8) : b0;
+        _Pragma("GCC unroll 6") for (int i = 0; i < R; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i * rs_a);
+            acc[i][0] = _mm256_fmadd_ps(ai, b0, acc[i][0]);
+            if (V > 1)
+                acc[i][1] = _mm256_fmadd_ps(ai, b1, acc[i][1]);
+        }
+        a += cs_a;
+        b += rs_b;
+    }
+    sgemm_store(c, ldc, m, n, acc, V, ep);
+}
+
+void sgemm_avx2_6x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
+                     int64_t rs_b, void *c_, int64_t ldc, int m, int n, const gemm_epilogue *ep)
+{
+    const float *a = (const float *)a_, *b = (const float *)b_;
+    float *c = (float *)c_;
+    const int wide = n > 8, tall = m > 3;
+    if (rs_a == 1) {
+        if (tall && wide)
+            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 2);
+        else if (tall)
+            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 1);
+        else if (wide)
+            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 3, 2);
+        else
+            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 3, 1);
+    } else {
+        if (tall && wide)
+            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 2);
+        else if (tall)
+            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 1);
+        else if (wide)
+            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 3, 2);
+        else
+            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 3, 1);
+    }
+}
+
+/* ---- double: 6 x 8 ------------------------------------------------------------------- */
+
+PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m256d acc[6][2], int V,
+                             const gemm_epilogue *ep)
+{
+    const __m256i mk[2] = {lane_mask64(n), lane_mask64(n - 4)};
+    const __m256d alpha = _mm256_set1_pd(ep->alpha), beta = _mm256_set1_pd(ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const double *bias = (const double *)ep->bias;
+    __m256d bv[2] = {_mm256_setzero_pd(), _mm256_setzero_pd()};
+    if (bias) {
+        bv[0] = _mm256_maskload_pd(bias, mk[0]);
+        if (V > 1)
+            bv[1] = _mm256_maskload_pd(bias + 4, mk[1]);
+    }
+    _Pragma("GCC unroll 6") for (int i = 0; i < 6; i++) {
+        if (i >= m)
+            break;
+        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+            double *cv = c + i * ldc + 4 * v;
+            __m256d z = acc[i][v];
+            if (scale)
+                z = _mm256_mul_pd(alpha, z);
+            if (add_c) {
+                const __m256d cold = _mm256_maskload_pd(cv, mk[v]);
+                z = fma_c ? _mm256_fmadd_pd(beta, cold, z) : _mm256_add_pd(z, cold);
+            }
+            if (bias)
+                z = _mm256_add_pd(z, bv[v]);
+            _mm256_maskstore_pd(cv, mk[v], z);
+        }
+    }
+}
+
+PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
+                            const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
+                            const gemm_epilogue *ep, const int R, const int V)
+{
+    __m256d acc[6][2];
+    _Pragma("GCC unroll 6") for (int i = 0; i < 6; i++)
+        acc[i][0] = acc[i][1] = _mm256_setzero_pd();
+    for (int64_t p = 0; p < k; p++) {
+        const __m256d b0 = _mm256_loadu_pd(b);
+        const __m256d b1 = V > 1 ? _mm256_loadu_pd(b + 4) : b0;
+        _Pragma("GCC unroll 6") for (int i = 0; i < R; i++) {
+            const __m256d ai = _mm256_broadcast_sd(a + i * rs_a);
+            acc[i][0] = _mm256_fmadd_pd(ai, b0, acc[i][0]);
+            if (V > 1)
+                acc[i][1] = _mm256_fmadd_pd(ai, b1, acc[i][1]);
+        }
+        a += cs_a;
+        b += rs_b;
+    }
+    dgemm_store(c, ldc, m, n, acc, V, ep);
+}
+
+void dgemm_avx2_6x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
+                    int64_t rs_b, void *c_, int64_t ldc, int m, int n, const gemm_epilogue *ep)
+{
+    const double *a = (const double *)a_, *b = (const double *)b_;
+    double *c = (double *)c_;
+    const int wide = n > 4, tall = m > 3;
+    if (rs_a == 1) {
+        if (tall && wide)
+            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 2);
+        else if (tall)
+            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 1);
+        else if (wide)
+            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 3, 2);
+        else
+            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 3, 1);
+    } else {
+        if (tall && wide)
+            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 2);
+        else if (tall)
+            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 1);
+        else if (wide)
+            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 3, 2);
+        else
+            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 3, 1);
+    }
+}

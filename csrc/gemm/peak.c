@@ -1,0 +1,120 @@
+/* The machine's float32 FMA peak, measured: what `python -m pynn bench gemm` reports GEMM
+ * speed against. Not a kernel; a calibration loop.
+ *
+ * Each thread runs 12 independent chains of vector FMAs (enough to cover FMA latency times
+ * the number of FMA ports on current x86 cores) on the widest vectors the CPU and OS
+ * support, whatever ISA is forced for the kernels. Compiled once per ISA (MULTI).
+ */
+#include <time.h>
+
+#include "isa.h"
+
+#if defined(PYNN_ISA_avx512) || defined(PYNN_ISA_avx2)
+#include <immintrin.h>
+#endif
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define PEAK_CHAINS 12
+
+/* Runs `iters` steps of the chains; returns the float lanes per chain (flops per step are
+ * 2 * PEAK_CHAINS * lanes). `seed` keeps the compiler from folding the loop. */
+int PYNN_ISA_FN(gemm_fma_chains)(int64_t iters, float seed, volatile float *sink)
+{
+#if defined(PYNN_ISA_avx512)
+    __m512 acc[PEAK_CHAINS];
+    const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(seed);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm512_set1_ps(seed * (float)i);
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] = _mm512_add_ps(acc[0], acc[i]);
+    *sink = _mm512_reduce_add_ps(acc[0]);
+    return 16;
+#elif defined(PYNN_ISA_avx2)
+    __m256 acc[PEAK_CHAINS];
+    const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(seed);
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = _mm256_set1_ps(seed * (float)i);
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+    float lanes[8];
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] = _mm256_add_ps(acc[0], acc[i]);
+    _mm256_storeu_ps(lanes, acc[0]);
+    *sink = lanes[0] + lanes[7];
+    return 8;
+#else
+    float acc[PEAK_CHAINS];
+    for (int i = 0; i < PEAK_CHAINS; i++)
+        acc[i] = seed * (float)i;
+    for (int64_t it = 0; it < iters; it++)
+        for (int i = 0; i < PEAK_CHAINS; i++)
+            acc[i] = acc[i] * 0.999999f + seed;
+    for (int i = 1; i < PEAK_CHAINS; i++)
+        acc[0] += acc[i];
+    *sink = acc[0];
+    return 1;
+#endif
+}
+
+#if PYNN_ISA_generic
+PYNN_DECLARE_ISA_VARIANTS(int, gemm_fma_chains, (int64_t, float, volatile float *));
+
+static double seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Best of `repeats` runs of every thread doing `iters` steps at once. */
+pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
+{
+    if (!gflops || nthreads < 1)
+        return PYNN_ERR_ARG;
+    int (*chains)(int64_t, float, volatile float *) = gemm_fma_chains_generic;
+#ifdef PYNN_X86
+    if (pynn_cpu_best_isa() == PYNN_ISA_AVX512)
+        chains = gemm_fma_chains_avx512;
+    else if (pynn_cpu_best_isa() == PYNN_ISA_AVX2)
+        chains = gemm_fma_chains_avx2;
+#endif
+    const int64_t iters = 4000000;
+    const int repeats = 5;
+    volatile float sink[64];
+    double best = 0.0;
+    for (int r = 0; r < repeats; r++) {
+        int lanes = 1, team = 1;
+        const double t0 = seconds();
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads)
+#endif
+        {
+#ifdef _OPENMP
+            const int t = omp_get_thread_num();
+#else
+            const int t = 0;
+#endif
+            const int l = chains(iters, 1e-3f * (float)(r + 1), &sink[t % 64]);
+            if (t == 0) {
+                lanes = l;
+#ifdef _OPENMP
+                team = omp_get_num_threads();
+#endif
+            }
+        }
+        const double dt = seconds() - t0;
+        const double rate = 2.0 * PEAK_CHAINS * lanes * (double)iters * team / dt * 1e-9;
+        if (rate > best)
+            best = rate;
+    }
+    *gflops = best;
+    return PYNN_OK;
+}
+#endif

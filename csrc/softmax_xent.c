@@ -1,0 +1,537 @@
+/* Softmax, log-softmax and fused softmax + cross-entropy, forward and backward.
+ *
+ * Compiled once per ISA (a MULTI source): portable C whose loops gcc and clang vectorise,
+ * with exp and log from vmath.h. The kernels for one float type are written once, in the
+ * second half of this file, which includes itself twice (float, then double).
+ *
+ * Softmax runs along the middle axis of a contiguous (M, C, K) array, which is any array
+ * and any axis without a transpose: K == 1 is the row case (a row of C contiguous
+ * values), K > 1 walks blocks of up to KBLOCK neighbouring columns so that the vector
+ * lanes run along K. Rows are shifted by their maximum before exp, so large values
+ * cannot overflow; NaN or inf in a row makes that row NaN (inf - inf), as in PyTorch.
+ *
+ * Sums along a row go into LANES independent accumulators combined in a fixed order:
+ * this is what lets the compiler vectorise them without -ffast-math, and it fixes the
+ * summation order whatever the thread count. The fused cross-entropy adds its row
+ * losses in chunks of XENT_CHUNK rows, combined in chunk order, for the same reason.
+ */
+#ifndef PYNN_SX_REAL
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "isa.h"
+#include "vmath.h"
+
+enum {
+    LANES = 32,        /* accumulators per row reduction: two AVX-512 float vectors */
+    KBLOCK = 64,       /* columns per task when softmax runs along a strided axis */
+    XENT_CHUNK = 16,   /* rows per partial sum of the cross-entropy loss */
+    MIN_WORK = 16384   /* elements that justify one more thread (exp is ~10 flops) */
+};
+
+#define PYNN_SX_REAL float
+#define PYNN_SX_FN(name) name##_f32
+#define PYNN_SX_EXP vm_exp_f32
+#define PYNN_SX_LOG vm_log_f32
+#include "softmax_xent.c"
+#undef PYNN_SX_REAL
+#undef PYNN_SX_FN
+#undef PYNN_SX_EXP
+#undef PYNN_SX_LOG
+
+#define PYNN_SX_REAL double
+#define PYNN_SX_FN(name) name##_f64
+#define PYNN_SX_EXP vm_exp_f64
+#define PYNN_SX_LOG vm_log_f64
+#include "softmax_xent.c"
+#undef PYNN_SX_REAL
+#undef PYNN_SX_FN
+#undef PYNN_SX_EXP
+#undef PYNN_SX_LOG
+
+#if PYNN_ISA_generic
+/* Dispatchers: the variant for the ISA in force. */
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_forward_f32,
+                          (float *, const float *, int, int64_t, int64_t, int64_t, int));
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_forward_f64,
+                          (double *, const double *, int, int64_t, int64_t, int64_t, int));
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_backward_f32,
+                          (float *, const float *, const float *, int, int64_t, int64_t,
+                           int64_t, int));
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_backward_f64,
+                          (double *, const double *, const double *, int, int64_t, int64_t,
+                           int64_t, int));
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_xent_forward_backward_f32,
+                          (double *, float *, float *, const float *, const int64_t *,
+                           const float *, pynn_reduction, double, int64_t, int64_t, int64_t,
+                           int));
+PYNN_DECLARE_ISA_VARIANTS(pynn_status, pynn_softmax_xent_forward_backward_f64,
+                          (double *, double *, double *, const double *, const int64_t *,
+                           const double *, pynn_reduction, double, int64_t, int64_t, int64_t,
+                           int));
+
+pynn_status pynn_softmax_forward_f32(float *y, const float *x, int log_softmax, int64_t m,
+                                     int64_t c, int64_t k, int nthreads)
+{
+    pynn_status (*fn)(float *, const float *, int, int64_t, int64_t, int64_t, int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_forward_f32);
+    return fn(y, x, log_softmax, m, c, k, nthreads);
+}
+
+pynn_status pynn_softmax_forward_f64(double *y, const double *x, int log_softmax, int64_t m,
+                                     int64_t c, int64_t k, int nthreads)
+{
+    pynn_status (*fn)(double *, const double *, int, int64_t, int64_t, int64_t, int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_forward_f64);
+    return fn(y, x, log_softmax, m, c, k, nthreads);
+}
+
+pynn_status pynn_softmax_backward_f32(float *dx, const float *dy, const float *y,
+                                      int log_softmax, int64_t m, int64_t c, int64_t k,
+                                      int nthreads)
+{
+    pynn_status (*fn)(float *, const float *, const float *, int, int64_t, int64_t, int64_t,
+                      int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_backward_f32);
+    return fn(dx, dy, y, log_softmax, m, c, k, nthreads);
+}
+
+pynn_status pynn_softmax_backward_f64(double *dx, const double *dy, const double *y,
+                                      int log_softmax, int64_t m, int64_t c, int64_t k,
+                                      int nthreads)
+{
+    pynn_status (*fn)(double *, const double *, const double *, int, int64_t, int64_t,
+                      int64_t, int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_backward_f64);
+    return fn(dx, dy, y, log_softmax, m, c, k, nthreads);
+}
+
+pynn_status pynn_softmax_xent_forward_backward_f32(
+    double *loss, float *losses, float *dlogits, const float *logits, const int64_t *labels,
+    const float *weight, pynn_reduction reduction, double label_smoothing,
+    int64_t ignore_index, int64_t n, int64_t c, int nthreads)
+{
+    pynn_status (*fn)(double *, float *, float *, const float *, const int64_t *,
+                      const float *, pynn_reduction, double, int64_t, int64_t, int64_t, int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_xent_forward_backward_f32);
+    return fn(loss, losses, dlogits, logits, labels, weight, reduction, label_smoothing,
+              ignore_index, n, c, nthreads);
+}
+
+pynn_status pynn_softmax_xent_forward_backward_f64(
+    double *loss, double *losses, double *dlogits, const double *logits,
+    const int64_t *labels, const double *weight, pynn_reduction reduction,
+    double label_smoothing, int64_t ignore_index, int64_t n, int64_t c, int nthreads)
+{
+    pynn_status (*fn)(double *, double *, double *, const double *, const int64_t *,
+                      const double *, pynn_reduction, double, int64_t, int64_t, int64_t, int);
+    PYNN_SELECT_ISA(fn, pynn_softmax_xent_forward_backward_f64);
+    return fn(loss, losses, dlogits, logits, labels, weight, reduction, label_smoothing,
+              ignore_index, n, c, nthreads);
+}
+#endif /* PYNN_ISA_generic */
+
+#else /* ---- kernels for one float type: real is float or double ------------------------ */
+
+#define real PYNN_SX_REAL
+#define FN PYNN_SX_FN
+#define EXP PYNN_SX_EXP
+#define LOG PYNN_SX_LOG
+
+/* ---- reductions along a contiguous row x[0..n) --------------------------------------
+ * Each keeps LANES partial results, lane j seeing elements j, j + LANES, ..., folds them
+ * pairwise (a tree the compiler vectorises; folding lane by lane would be a serial chain
+ * of LANES dependent operations per row), then adds the tail. The max ignores NaN, but
+ * a NaN still reaches the row's output through exp(NaN - max) in the sum. */
+
+static real FN(fold_max)(real *acc)
+{
+    for (int h = LANES / 2; h > 0; h /= 2)
+        for (int j = 0; j < h; j++)
+            acc[j] = acc[j + h] > acc[j] ? acc[j + h] : acc[j];
+    return acc[0];
+}
+
+static real FN(fold_sum)(real *acc)
+{
+    for (int h = LANES / 2; h > 0; h /= 2)
+        for (int j = 0; j < h; j++)
+            acc[j] += acc[j + h];
+    return acc[0];
+}
+
+static real FN(row_max)(const real *x, int64_t n)
+{
+    real m = x[0];
+    int64_t i = 0;
+    if (n >= LANES) {
+        real acc[LANES];
+        for (int j = 0; j < LANES; j++)
+            acc[j] = x[j];
+        for (i = LANES; i + LANES <= n; i += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] = x[i + j] > acc[j] ? x[i + j] : acc[j];
+        m = FN(fold_max)(acc);
+    }
+    for (; i < n; i++)
+        m = x[i] > m ? x[i] : m;
+    return m;
+}
+
+static real FN(row_sum)(const real *x, int64_t n)
+{
+    real acc[LANES] = {0}, s = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += x[i + j];
+    for (; i < n; i++)
+        s += x[i];
+    return FN(fold_sum)(acc) + s;
+}
+
+static real FN(row_dot)(const real *a, const real *b, int64_t n)
+{
+    real acc[LANES] = {0}, s = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += a[i + j] * b[i + j];
+    for (; i < n; i++)
+        s += a[i] * b[i];
+    return FN(fold_sum)(acc) + s;
+}
+
+/* sum_i exp(x[i] - m) */
+static real FN(row_sum_exp)(const real *x, real m, int64_t n)
+{
+    real acc[LANES] = {0}, s = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++)
+            acc[j] += EXP(x[i + j] - m);
+    for (; i < n; i++)
+        s += EXP(x[i] - m);
+    return FN(fold_sum)(acc) + s;
+}
+
+/* e[i] = exp(x[i] - m); returns sum_i e[i]. e may be x. */
+static real FN(row_exp_sum)(real *e, const real *x, real m, int64_t n)
+{
+    real acc[LANES] = {0}, s = 0;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+        for (int j = 0; j < LANES; j++) {
+            const real v = EXP(x[i + j] - m);
+            e[i + j] = v;
+            acc[j] += v;
+        }
+    for (; i < n; i++) {
+        const real v = EXP(x[i] - m);
+        e[i] = v;
+        s += v;
+    }
+    return FN(fold_sum)(acc) + s;
+}
+
+/* sum_i w[i] * (x[i] - m), or sum_i (x[i] - m) when w is NULL. Shifting before summing
+ * keeps the smoothing term accurate when the logits are large (no cancellation
+ * between sum w*x and m * sum w). */
+static real FN(row_sum_shifted)(const real *x, const real *w, real m, int64_t n)
+{
+    real acc[LANES] = {0}, s = 0;
+    int64_t i = 0;
+    if (w) {
+        for (; i + LANES <= n; i += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += w[i + j] * (x[i + j] - m);
+        for (; i < n; i++)
+            s += w[i] * (x[i] - m);
+    } else {
+        for (; i + LANES <= n; i += LANES)
+            for (int j = 0; j < LANES; j++)
+                acc[j] += x[i + j] - m;
+        for (; i < n; i++)
+            s += x[i] - m;
+    }
+    return FN(fold_sum)(acc) + s;
+}
+
+/* ---- softmax ------------------------------------------------------------------------ */
+
+/* x, y (C,): one row. y may be x. */
+static void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_t c)
+{
+    const real m = FN(row_max)(x, c);
+    if (log_softmax) {
+        const real log_s = LOG(FN(row_sum_exp)(x, m, c));
+        for (int64_t i = 0; i < c; i++)
+            y[i] = (x[i] - m) - log_s;
+    } else {
+        const real r = (real)1 / FN(row_exp_sum)(y, x, m, c);
+        for (int64_t i = 0; i < c; i++)
+            y[i] *= r;
+    }
+}
+
+/* x, y: kn <= KBLOCK columns of C values, K apart. y may be x. Each column is reduced
+ * sequentially along C, the vector lanes running across columns. */
+static void FN(softmax_columns)(real *y, const real *x, int log_softmax, int64_t c,
+                                int64_t k, int64_t kn)
+{
+    real mx[KBLOCK], s[KBLOCK];
+    for (int64_t j = 0; j < kn; j++) {
+        mx[j] = x[j];
+        s[j] = 0;
+    }
+    for (int64_t i = 1; i < c; i++) {
+        const real *xi = x + i * k;
+        for (int64_t j = 0; j < kn; j++)
+            mx[j] = xi[j] > mx[j] ? xi[j] : mx[j];
+    }
+    if (log_softmax) {
+        for (int64_t i = 0; i < c; i++) {
+            const real *xi = x + i * k;
+            for (int64_t j = 0; j < kn; j++)
+                s[j] += EXP(xi[j] - mx[j]);
+        }
+        for (int64_t j = 0; j < kn; j++)
+            s[j] = LOG(s[j]);
+        for (int64_t i = 0; i < c; i++) {
+            const real *xi = x + i * k;
+            real *yi = y + i * k;
+            for (int64_t j = 0; j < kn; j++)
+                yi[j] = (xi[j] - mx[j]) - s[j];
+        }
+    } else {
+        for (int64_t i = 0; i < c; i++) {
+            const real *xi = x + i * k;
+            real *yi = y + i * k;
+            for (int64_t j = 0; j < kn; j++) {
+                const real v = EXP(xi[j] - mx[j]);
+                yi[j] = v;
+                s[j] += v;
+            }
+        }
+        for (int64_t j = 0; j < kn; j++)
+            s[j] = (real)1 / s[j];
+        for (int64_t i = 0; i < c; i++) {
+            real *yi = y + i * k;
+            for (int64_t j = 0; j < kn; j++)
+                yi[j] *= s[j];
+        }
+    }
+}
+
+/* x, y (M, C, K); normalised along C: softmax, or log_softmax when log_softmax != 0.
+ * y may be x. */
+pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int log_softmax,
+                                                  int64_t m, int64_t c, int64_t k,
+                                                  int nthreads)
+{
+    if (m < 0 || c < 0 || k < 0)
+        return PYNN_ERR_ARG;
+    if (m == 0 || c == 0 || k == 0)
+        return PYNN_OK;
+    const int nt = pynn_threads_for(m * c * k, MIN_WORK, nthreads);
+    if (k == 1) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t r = 0; r < m; r++)
+            FN(softmax_row)(y + r * c, x + r * c, log_softmax, c);
+    } else {
+        const int64_t blocks = (k + KBLOCK - 1) / KBLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t t = 0; t < m * blocks; t++) {
+            const int64_t k0 = (t % blocks) * KBLOCK;
+            const int64_t at = (t / blocks) * c * k + k0;
+            const int64_t kn = k - k0 < KBLOCK ? k - k0 : KBLOCK;
+            FN(softmax_columns)(y + at, x + at, log_softmax, c, k, kn);
+        }
+    }
+    (void)nt;
+    return PYNN_OK;
+}
+
+/* dy, y, dx (C,): one row. dx may be dy or y. */
+static void FN(softmax_backward_row)(real *dx, const real *dy, const real *y, int log_softmax,
+                                     int64_t c)
+{
+    if (log_softmax) {
+        const real g = FN(row_sum)(dy, c);
+        for (int64_t i = 0; i < c; i++)
+            dx[i] = dy[i] - EXP(y[i]) * g;
+    } else {
+        const real g = FN(row_dot)(dy, y, c);
+        for (int64_t i = 0; i < c; i++)
+            dx[i] = y[i] * (dy[i] - g);
+    }
+}
+
+/* dy, y, dx: kn <= KBLOCK columns of C values, K apart. dx may be dy or y. */
+static void FN(softmax_backward_columns)(real *dx, const real *dy, const real *y,
+                                         int log_softmax, int64_t c, int64_t k, int64_t kn)
+{
+    real g[KBLOCK];
+    for (int64_t j = 0; j < kn; j++)
+        g[j] = 0;
+    for (int64_t i = 0; i < c; i++) {
+        const real *dyi = dy + i * k, *yi = y + i * k;
+        if (log_softmax)
+            for (int64_t j = 0; j < kn; j++)
+                g[j] += dyi[j];
+        else
+            for (int64_t j = 0; j < kn; j++)
+                g[j] += dyi[j] * yi[j];
+    }
+    for (int64_t i = 0; i < c; i++) {
+        const real *dyi = dy + i * k, *yi = y + i * k;
+        real *dxi = dx + i * k;
+        if (log_softmax)
+            for (int64_t j = 0; j < kn; j++)
+                dxi[j] = dyi[j] - EXP(yi[j]) * g[j];
+        else
+            for (int64_t j = 0; j < kn; j++)
+                dxi[j] = yi[j] * (dyi[j] - g[j]);
+    }
+}
+
+/* dy, y, dx (M, C, K), along C; y is the forward output (softmax, or log_softmax when
+ * log_softmax != 0). dx may be dy or y. */
+pynn_status PYNN_ISA_FN(FN(pynn_softmax_backward))(real *dx, const real *dy, const real *y,
+                                                   int log_softmax, int64_t m, int64_t c,
+                                                   int64_t k, int nthreads)
+{
+    if (m < 0 || c < 0 || k < 0)
+        return PYNN_ERR_ARG;
+    if (m == 0 || c == 0 || k == 0)
+        return PYNN_OK;
+    const int nt = pynn_threads_for(m * c * k, MIN_WORK, nthreads);
+    if (k == 1) {
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t r = 0; r < m; r++)
+            FN(softmax_backward_row)(dx + r * c, dy + r * c, y + r * c, log_softmax, c);
+    } else {
+        const int64_t blocks = (k + KBLOCK - 1) / KBLOCK;
+#pragma omp parallel for num_threads(nt) schedule(static)
+        for (int64_t t = 0; t < m * blocks; t++) {
+            const int64_t k0 = (t % blocks) * KBLOCK;
+            const int64_t at = (t / blocks) * c * k + k0;
+            const int64_t kn = k - k0 < KBLOCK ? k - k0 : KBLOCK;
+            FN(softmax_backward_columns)(dx + at, dy + at, y + at, log_softmax, c, k, kn);
+        }
+    }
+    (void)nt;
+    return PYNN_OK;
+}
+
+/* ---- fused softmax + cross-entropy --------------------------------------------------- */
+
+/* What every row shares: eps = label smoothing, w_sum = sum of the weights (C without),
+ * scale = 1 / (summed target weight) for "mean", else 1. */
+typedef struct {
+    const real *weight;
+    real eps, w_sum, scale;
+    int64_t ignore_index, c;
+} FN(xent_params);
+
+/* x, d (C,): one row's loss, and its gradient (times p->scale) into d. The logits are
+ * read twice (max, then exp into d) while the row is in cache, and d is finished in
+ * place: one read of x and one write of d from memory. */
+static real FN(xent_row)(real *PYNN_RESTRICT d, const real *PYNN_RESTRICT x, int64_t label,
+                         const FN(xent_params) *p)
+{
+    const int64_t c = p->c;
+    if (label == p->ignore_index) {
+        memset(d, 0, (size_t)c * sizeof *d);
+        return 0;
+    }
+    const real *w = p->weight;
+    const real eps = p->eps;
+    const real w_label = w ? w[label] : (real)1;
+    const real m = FN(row_max)(x, c);
+    const real s = FN(row_exp_sum)(d, x, m, c);
+    const real log_s = LOG(s);
+    /* -log p[label] = log s - (x[label] - m), and the smoothing term
+     * sum_c w[c] (-log p[c]) = w_sum log s - sum_c w[c] (x[c] - m). */
+    real loss = (1 - eps) * w_label * (log_s - (x[label] - m));
+    if (eps > 0)
+        loss += eps / (real)c * (p->w_sum * log_s - FN(row_sum_shifted)(x, w, m, c));
+
+    /* dloss/dx = a p - (1 - eps) w[label] onehot - eps / C * w, with p = d / s */
+    const real k = ((1 - eps) * w_label + eps / (real)c * p->w_sum) * p->scale / s;
+    const real t = eps / (real)c * p->scale;
+    if (w)
+        for (int64_t i = 0; i < c; i++)
+            d[i] = d[i] * k - t * w[i];
+    else
+        for (int64_t i = 0; i < c; i++)
+            d[i] = d[i] * k - t;
+    d[label] -= (1 - eps) * w_label * p->scale;
+    return loss;
+}
+
+/* logits, dlogits (N, C); labels (N,) in [0, C) or ignore_index; weight (C,) or NULL;
+ * losses (N,) or NULL; *loss: the mean (over the summed target weight) or the sum of the
+ * row losses, as `reduction` says (NONE: the sum, writing losses). dlogits is the
+ * gradient of *loss. ERR_ARG for a label out of range; ERR_NOMEM. */
+pynn_status PYNN_ISA_FN(FN(pynn_softmax_xent_forward_backward))(
+    double *loss, real *losses, real *dlogits, const real *logits, const int64_t *labels,
+    const real *weight, pynn_reduction reduction, double label_smoothing,
+    int64_t ignore_index, int64_t n, int64_t c, int nthreads)
+{
+    if (n < 0 || c < 1 || !(label_smoothing >= 0 && label_smoothing <= 1) ||
+        (reduction != PYNN_REDUCTION_NONE && reduction != PYNN_REDUCTION_MEAN &&
+         reduction != PYNN_REDUCTION_SUM))
+        return PYNN_ERR_ARG;
+    double w_target = 0; /* the "mean" divisor, summed in row order */
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t label = labels[i];
+        if (label == ignore_index)
+            continue;
+        if (label < 0 || label >= c)
+            return PYNN_ERR_ARG;
+        w_target += weight ? (double)weight[label] : 1.0;
+    }
+    double w_sum = (double)c;
+    if (weight) {
+        w_sum = 0;
+        for (int64_t j = 0; j < c; j++)
+            w_sum += weight[j];
+    }
+    const double scale = reduction == PYNN_REDUCTION_MEAN ? 1.0 / w_target : 1.0;
+    const FN(xent_params) p = {weight, (real)label_smoothing, (real)w_sum, (real)scale,
+                               ignore_index, c};
+
+    const int64_t chunks = (n + XENT_CHUNK - 1) / XENT_CHUNK;
+    double *partial = malloc((size_t)(chunks > 0 ? chunks : 1) * sizeof *partial);
+    if (!partial)
+        return PYNN_ERR_NOMEM;
+    const int nt = pynn_threads_for(n * c, MIN_WORK, nthreads);
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t ch = 0; ch < chunks; ch++) {
+        const int64_t end = (ch + 1) * XENT_CHUNK < n ? (ch + 1) * XENT_CHUNK : n;
+        double acc = 0;
+        for (int64_t i = ch * XENT_CHUNK; i < end; i++) {
+            const real li = FN(xent_row)(dlogits + i * c, logits + i * c, labels[i], &p);
+            if (losses)
+                losses[i] = li;
+            acc += li;
+        }
+        partial[ch] = acc;
+    }
+    (void)nt;
+    double total = 0;
+    for (int64_t ch = 0; ch < chunks; ch++)
+        total += partial[ch];
+    free(partial);
+    *loss = reduction == PYNN_REDUCTION_MEAN ? total / w_target : total;
+    return PYNN_OK;
+}
+
+#undef real
+#undef FN
+#undef EXP
+#undef LOG
+
+#endif /* PYNN_SX_REAL */

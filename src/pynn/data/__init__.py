@@ -1,0 +1,277 @@
+"""Data preparation: scaling fitted on the training set, splits, mini-batches, and
+augmentation of feature vectors.
+
+    X_train, X_test, y_train, y_test = pynn.data.train_test_split(X, y, test_size=0.2, seed=0)
+    X_train, X_test = pynn.data.standardize(X_train, X_test)   # statistics of X_train only
+    for xb, yb in pynn.data.BatchIterator(X_train, y_train, batch_size=64, shuffle=True):
+        ...
+"""
+import numpy as np
+
+from pynn import _config
+
+__all__ = ["Standardizer", "Normalizer", "standardize", "normalize", "train_test_split",
+           "BatchIterator", "GaussianNoise"]
+
+
+def _generator(seed):
+    """pynn's generator for None (so pynn.manual_seed governs it), else a private one."""
+    if seed is None:
+        return _config.rng()
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
+                        f"not {type(seed).__name__}")
+    return np.random.default_rng(int(seed))
+
+
+def _features(X, name="X"):
+    """X as a float array of at least one dimension (samples first)."""
+    try:
+        a = np.asarray(X)
+    except Exception as exc:
+        raise TypeError(f"{name}: cannot convert {type(X).__name__} to an array ({exc})") from None
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.ndim < 1:
+        raise ValueError(f"{name} must have a sample axis, got a scalar")
+    return a if a.dtype.kind == "f" else a.astype(np.float64)
+
+
+class _Scaler:
+    """Shared fit/transform plumbing: statistics are per feature over axis 0."""
+
+    def __init__(self):
+        self._fitted = False
+
+    def fit(self, X):
+        X = _features(X)
+        if X.shape[0] == 0:
+            raise ValueError("X has no samples to fit on")
+        self._fit(X)
+        self._fitted = True
+        return self
+
+    def _check(self, X):
+        if not self._fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit(X_train) first")
+        X = _features(X)
+        if X.shape[1:] != self._shape:
+            raise ValueError(f"X has features of shape {X.shape[1:]}, but the scaler was "
+                             f"fitted on features of shape {self._shape}")
+        return X
+
+    def fit_transform(self, X):
+        return self.fit(X).transform(X)
+
+
+class Standardizer(_Scaler):
+    """Scale each feature to zero mean and unit variance using the statistics of the data
+    passed to fit (the training set), then apply the same shift and scale elsewhere.
+
+    mean_ and scale_ (the standard deviation, with 1 where a feature is constant) have the
+    shape of one sample. The output keeps the input's float dtype (integers give float64).
+    """
+
+    def _fit(self, X):
+        self._shape = X.shape[1:]
+        self.mean_ = X.mean(axis=0, dtype=np.float64)
+        std = X.std(axis=0, dtype=np.float64)
+        self.scale_ = np.where(std > 0, std, 1.0)
+
+    def transform(self, X):
+        X = self._check(X)
+        return ((X - self.mean_) / self.scale_).astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        X = self._check(X)
+        return (X * self.scale_ + self.mean_).astype(X.dtype, copy=False)
+
+
+class Normalizer(_Scaler):
+    """Scale each feature linearly so that the data passed to fit spans `feature_range`
+    (min-max scaling); data outside the fitted range maps outside it. Constant features
+    map to the lower end."""
+
+    def __init__(self, feature_range=(0.0, 1.0)):
+        super().__init__()
+        try:
+            low, high = (float(v) for v in feature_range)
+        except (TypeError, ValueError):
+            raise TypeError(f"feature_range must be a pair of numbers, got {feature_range!r}") from None
+        if not (np.isfinite(low) and np.isfinite(high) and low < high):
+            raise ValueError(f"feature_range must be finite with low < high, got {feature_range!r}")
+        self.feature_range = (low, high)
+
+    def _fit(self, X):
+        self._shape = X.shape[1:]
+        self.min_ = X.min(axis=0).astype(np.float64)
+        span = X.max(axis=0).astype(np.float64) - self.min_
+        self.scale_ = (self.feature_range[1] - self.feature_range[0]) / np.where(span > 0, span, 1.0)
+
+    def transform(self, X):
+        X = self._check(X)
+        return ((X - self.min_) * self.scale_ + self.feature_range[0]).astype(X.dtype, copy=False)
+
+    def inverse_transform(self, X):
+        X = self._check(X)
+        return ((X - self.feature_range[0]) / self.scale_ + self.min_).astype(X.dtype, copy=False)
+
+
+def standardize(train, *others):
+    """Standardize `train` with its own per-feature mean and deviation and apply the same
+    transform to each array in `others` (validation, test). Returns a tuple of arrays in
+    the order given. Keep a Standardizer instead when new data must be scaled later."""
+    scaler = Standardizer().fit(train)
+    return tuple(scaler.transform(a) for a in (train, *others))
+
+
+def normalize(train, *others, feature_range=(0.0, 1.0)):
+    """Min-max scale `train` to `feature_range` and apply the same transform to each array
+    in `others`. Returns a tuple of arrays in the order given."""
+    scaler = Normalizer(feature_range).fit(train)
+    return tuple(scaler.transform(a) for a in (train, *others))
+
+
+def _check_same_length(arrays):
+    arrays = [np.asarray(a) if not isinstance(a, np.ndarray) else a for a in arrays]
+    for i, a in enumerate(arrays):
+        if a.ndim == 0:
+            raise ValueError(f"array {i} is a scalar; every array needs a sample axis")
+    lengths = {len(a) for a in arrays}
+    if len(lengths) > 1:
+        raise ValueError(f"arrays have different numbers of samples: {[len(a) for a in arrays]}")
+    return arrays
+
+
+def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=None):
+    """Split arrays (same first dimension) into train and test parts, as scikit-learn does:
+    returns [a_train, a_test, b_train, b_test, ...].
+
+    test_size: a fraction in (0, 1) or a number of samples. stratify: labels whose class
+    proportions both parts keep (each class is split by the same fraction). seed: None
+    (pynn's generator), an int or a Generator; shuffle=False takes the last samples as
+    the test part.
+    """
+    if not arrays:
+        raise ValueError("train_test_split needs at least one array")
+    arrays = _check_same_length(arrays)
+    n = len(arrays[0])
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)):
+        raise TypeError(f"test_size must be a fraction or a number of samples, "
+                        f"not {type(test_size).__name__}")
+    if isinstance(test_size, (float, np.floating)):
+        if not 0.0 < test_size < 1.0:
+            raise ValueError(f"test_size as a fraction must be in (0, 1), got {test_size}")
+        n_test = int(np.ceil(test_size * n))
+    else:
+        n_test = int(test_size)
+    if not 1 <= n_test <= n - 1:
+        raise ValueError(f"test_size gives {n_test} test samples out of {n}; both parts "
+                         "need at least one sample")
+    if stratify is not None:
+        if not shuffle:
+            raise ValueError("stratify requires shuffle=True")
+        labels = np.asarray(stratify)
+        if labels.shape != (n,):
+            raise ValueError(f"stratify must have shape ({n},), got {labels.shape}")
+        gen = _generator(seed)
+        fraction = n_test / n
+        test_idx, train_idx = [], []
+        for cls in np.unique(labels):
+            members = gen.permutation(np.flatnonzero(labels == cls))
+            k = int(round(fraction * len(members)))
+            test_idx.append(members[:k])
+            train_idx.append(members[k:])
+        test = gen.permutation(np.concatenate(test_idx))
+        train = gen.permutation(np.concatenate(train_idx))
+    elif shuffle:
+        order = _generator(seed).permutation(n)
+        train, test = order[n_test:], order[:n_test]
+    else:
+        train, test = np.arange(n - n_test), np.arange(n - n_test, n)
+    out = []
+    for a in arrays:
+        out.extend((a[train], a[test]))
+    return out
+
+
+class BatchIterator:
+    """Mini-batches over (X, y): iterating yields (X_batch, y_batch), or X_batch alone when
+    y is None. len() is the number of batches per pass.
+
+    shuffle: a new order each pass (drawn from `seed`: None for pynn's generator, an int
+    or a Generator). drop_last: skip a final batch smaller than batch_size. transform: a
+    callable applied to each X batch (augmentation such as GaussianNoise); the source
+    arrays are never modified.
+    """
+
+    def __init__(self, X, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None,
+                 transform=None):
+        arrays = _check_same_length([X] if y is None else [X, y])
+        self.X = arrays[0]
+        self.y = None if y is None else arrays[1]
+        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
+            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        if transform is not None and not callable(transform):
+            raise TypeError("transform must be callable or None")
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.drop_last = bool(drop_last)
+        self.transform = transform
+        self._gen = _generator(seed) if shuffle else None
+
+    def __len__(self):
+        n = len(self.X)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self):
+        n = len(self.X)
+        order = self._gen.permutation(n) if self.shuffle else None
+        for b in range(len(self)):
+            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+            if order is None:
+                xb = self.X[lo:hi]
+                yb = None if self.y is None else self.y[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb = self.X[idx]
+                yb = None if self.y is None else self.y[idx]
+            if self.transform is not None:
+                xb = self.transform(xb)
+            yield xb if yb is None else (xb, yb)
+
+
+class GaussianNoise:
+    """Augmentation for feature vectors: returns x + N(0, std^2) noise (a new array of x's
+    float dtype), optionally clipped to `clip` = (low, high). `seed` as in BatchIterator."""
+
+    def __init__(self, std=0.1, clip=None, seed=None):
+        if isinstance(std, bool) or not isinstance(std, (int, float, np.integer, np.floating)):
+            raise TypeError(f"std must be a real number, not {type(std).__name__}")
+        if not (np.isfinite(std) and std >= 0):
+            raise ValueError(f"std must be finite and non-negative, got {std}")
+        if clip is not None:
+            try:
+                low, high = (float(v) for v in clip)
+            except (TypeError, ValueError):
+                raise TypeError(f"clip must be None or a pair of numbers, got {clip!r}") from None
+            if not low <= high:
+                raise ValueError(f"clip must have low <= high, got {clip!r}")
+            clip = (low, high)
+        self.std = float(std)
+        self.clip = clip
+        self._gen = _generator(seed)
+
+    def __call__(self, x):
+        x = _features(x, "x")
+        noisy = x + self._gen.normal(0.0, self.std, size=x.shape).astype(x.dtype)
+        if self.clip is not None:
+            np.clip(noisy, self.clip[0], self.clip[1], out=noisy)
+        return noisy
+
+    def __repr__(self):
+        return f"GaussianNoise(std={self.std}, clip={self.clip})"

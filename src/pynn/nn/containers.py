@@ -1,0 +1,192 @@
+"""Containers: Sequential (forward in order, backward in reverse), ModuleList and
+Residual (y = x + f(x))."""
+from collections import OrderedDict
+
+import numpy as np
+
+from pynn.nn.activation import _Activation
+from pynn.nn.layers import Linear
+from pynn.nn.module import Module, is_grad_enabled
+
+__all__ = ["Sequential", "ModuleList", "Residual"]
+
+
+def backward_through(module, grad_output, input_grad):
+    """module.backward, skipping the input gradient where the module supports it."""
+    if not input_grad and module._input_grad_optional:
+        return module.backward(grad_output, input_grad=False)
+    return module.backward(grad_output)
+
+
+def _check_module(module, where):
+    if not isinstance(module, Module):
+        raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
+    return module
+
+
+class Sequential(Module):
+    """Modules applied in order: Sequential(m0, m1, ...) or Sequential(OrderedDict of
+    name -> module). Children are named "0", "1", ... as in PyTorch, so state_dict keys
+    match ("0.weight", "2.bias", ...).
+
+    A Linear directly followed by ReLU, LeakyReLU, Sigmoid, Tanh, SiLU or GELU runs as
+    one fused GEMM + activation call, forward and backward; nothing about it shows in
+    the state_dict. backward runs the children's backward in reverse order.
+    """
+
+    _input_grad_optional = True
+
+    def __init__(self, *modules):
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], (dict, OrderedDict)):
+            items = list(modules[0].items())
+        else:
+            items = [(str(i), m) for i, m in enumerate(modules)]
+        for name, module in items:
+            self.append(module, name=name)
+        self._steps = None
+
+    def append(self, module, name=None):
+        """Add a module at the end (named by its position unless `name` is given)."""
+        _check_module(module, "Sequential")
+        if any(m is module for m in self._modules.values()):
+            raise ValueError(f"this {type(module).__name__} instance is already in the "
+                             "Sequential; each position needs its own instance, because a "
+                             "module caches its latest forward pass for backward")
+        self.add_module(str(len(self._modules)) if name is None else name, module)
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        modules = list(self._modules.items())
+        if isinstance(index, slice):
+            return Sequential(OrderedDict(modules[index]))
+        return modules[index][1]
+
+    def _plan(self):
+        """(module, fused activation or None) steps."""
+        modules = list(self._modules.values())
+        steps, i = [], 0
+        while i < len(modules):
+            module = modules[i]
+            following = modules[i + 1] if i + 1 < len(modules) else None
+            if type(module) is Linear and isinstance(following, _Activation):
+                steps.append((module, following))
+                i += 2
+            else:
+                steps.append((module, None))
+                i += 1
+        return steps
+
+    def forward(self, x):
+        steps = self._plan()
+        for module, activation in steps:
+            x = module(x) if activation is None else module._forward(x, activation)
+        self._steps = steps if is_grad_enabled() else None
+        return x
+
+    def backward(self, grad_output, input_grad=True):
+        if self._steps is None:
+            raise self._missing_cache()
+        grad = grad_output
+        last = len(self._steps) - 1
+        for k in range(last, -1, -1):
+            module, activation = self._steps[k]
+            need = input_grad or k > 0
+            if activation is not None:
+                grad = module.backward(grad, input_grad=need)
+            else:
+                grad = backward_through(module, grad, need)
+        return grad
+
+    def _trace(self, x, record):
+        for module in self._modules.values():
+            x = module._trace(x, record)
+        record(self, x)
+        return x
+
+    def get_config(self):
+        return {}
+
+
+class ModuleList(Module):
+    """A list of modules registered as children "0", "1", ... It has no forward: use it to
+    hold the layers of a custom Module, whose forward and backward use them."""
+
+    def __init__(self, modules=()):
+        super().__init__()
+        self.extend(modules)
+
+    def append(self, module):
+        self.add_module(str(len(self._modules)), _check_module(module, "ModuleList"))
+        return self
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __getitem__(self, index):
+        modules = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(modules[index])
+        return modules[index]
+
+    def get_config(self):
+        return {}
+
+
+class Residual(Module):
+    """y = x + fn(x), for any module fn whose output has the input's shape. backward
+    returns dy + fn.backward(dy). The inner module is the child "fn" (state_dict keys
+    "fn.0.weight", ...)."""
+
+    _input_grad_optional = True
+
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = _check_module(fn, "Residual")
+        self._shape = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        fx = self.fn(x)
+        if np.shape(fx) != x.shape:
+            raise ValueError(f"Residual: the inner module maps shape {x.shape} to "
+                             f"{np.shape(fx)}; they must be equal")
+        self._shape = x.shape if is_grad_enabled() else None
+        return x + fx
+
+    def backward(self, grad_output, input_grad=True):
+        if self._shape is None:
+            raise self._missing_cache()
+        dy = np.asarray(grad_output)
+        if dy.shape != self._shape:
+            raise ValueError(f"Residual.backward: grad_output has shape {dy.shape}, expected "
+                             f"{self._shape}")
+        inner = backward_through(self.fn, dy, input_grad)
+        return dy + inner if input_grad else None
+
+    def _trace(self, x, record):
+        y = np.asarray(x) + self.fn._trace(x, record)
+        record(self, y)
+        return y
+
+    def get_config(self):
+        return {}
