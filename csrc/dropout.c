@@ -38,6 +38,7 @@ void PYNN_ISA_FN(pynn_dropout_apply_f32)(float *y, const float *x, double p, uin
     const uint32_t threshold = (uint32_t)(p * 4294967296.0);
     const float scale = (float)(1.0 / (1.0 - p));
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] * (draw(key, i) >= threshold ? scale : 0.0f);
@@ -50,6 +51,7 @@ void PYNN_ISA_FN(pynn_dropout_apply_f64)(double *y, const double *x, double p, u
     const uint32_t threshold = (uint32_t)(p * 4294967296.0);
     const double scale = 1.0 / (1.0 - p);
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; i++)
         y[i] = x[i] * (draw(key, i) >= threshold ? scale : 0.0);

@@ -42,21 +42,24 @@ PYNN_INLINE double clamp_f64(double x, double limit)
     return x < -limit ? -limit : x;
 }
 
+PYNN_INLINE float above_minus_inf_f32(float x) { return x < -FLT_MAX ? -FLT_MAX : x; }
+PYNN_INLINE double above_minus_inf_f64(double x) { return x < -DBL_MAX ? -DBL_MAX : x; }
+
 /* ---- float: one element -------------------------------------------------------------- */
 PYNN_INLINE float relu_f32(float x) { return x < 0.0f ? 0.0f : x; }
 PYNN_INLINE float leaky_relu_f32(float x, float slope) { return x > 0.0f ? x : x * slope; }
-/* x * sigmoid(x) with x clamped to the finite range, so silu(-inf) is its limit 0, not
+/* x * sigmoid(x) with -inf raised to -FLT_MAX, so silu(-inf) is its limit 0, not
  * -inf * 0 */
 PYNN_INLINE float silu_f32(float x)
 {
-    return clamp_f32(x, FLT_MAX) * vm_sigmoid_f32(x);
+    return above_minus_inf_f32(x) * vm_sigmoid_f32(x);
 }
 
 /* 0.5*x*(1 + tanh(w)) = x*sigmoid(2w): the sigmoid form does not cancel for x < 0 */
 PYNN_INLINE float gelu_tanh_f32(float x)
 {
     const float w2 = (float)GELU_TANH_2K * (x + (float)GELU_TANH_C * (x * x * x));
-    return clamp_f32(x, FLT_MAX) * vm_sigmoid_f32(w2);
+    return above_minus_inf_f32(x) * vm_sigmoid_f32(w2);
 }
 
 PYNN_INLINE float relu_grad_f32(float dy, float x) { return x <= 0.0f ? 0.0f : dy; }
@@ -105,12 +108,12 @@ PYNN_INLINE float gelu_tanh_grad_f32(float dy, float x)
 /* ---- double: one element ------------------------------------------------------------- */
 PYNN_INLINE double relu_f64(double x) { return x < 0.0 ? 0.0 : x; }
 PYNN_INLINE double leaky_relu_f64(double x, double slope) { return x > 0.0 ? x : x * slope; }
-PYNN_INLINE double silu_f64(double x) { return clamp_f64(x, DBL_MAX) * vm_sigmoid_f64(x); }
+PYNN_INLINE double silu_f64(double x) { return above_minus_inf_f64(x) * vm_sigmoid_f64(x); }
 
 PYNN_INLINE double gelu_tanh_f64(double x)
 {
     const double w2 = GELU_TANH_2K * (x + GELU_TANH_C * (x * x * x));
-    return clamp_f64(x, DBL_MAX) * vm_sigmoid_f64(w2);
+    return above_minus_inf_f64(x) * vm_sigmoid_f64(w2);
 }
 
 PYNN_INLINE double relu_grad_f64(double dy, double x) { return x <= 0.0 ? 0.0 : dy; }

@@ -16,7 +16,7 @@
  *   whatever the vector width.
  *
  * Two tile layouts:
- * - columns (S < COL_MAX_S): x is N rows of J = C*S contiguous values; a tile is a block
+ * - columns (S < COL_MAX_S): x is N rows of P = C*S contiguous values; a tile is a block
  *   of rows times a block of columns, and the inner loops run across columns, where the
  *   compiler vectorises without reassociating anything. Partials are per column; the S
  *   columns of a channel are merged with its row blocks.

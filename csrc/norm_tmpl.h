@@ -1,7 +1,8 @@
 /* The kernels of norm.c for one float type. norm.c includes this file twice, with
  * REAL = float, SFX = f32 and with REAL = double, SFX = f64; static helpers get the suffix
- * so that both copies coexist. Values are summed in REAL inside a tile (a few thousand
- * values at most per accumulator) and in double across tiles. */
+ * so that both copies coexist. Values are summed in REAL inside a tile (at most 512 values
+ * per accumulator: 256 rows of a column, or a lane of a segment) and in double across
+ * tiles. */
 
 #define TFN(name) PYNN_CAT(name, SFX)
 
@@ -214,6 +215,7 @@ static pynn_status TFN(channel_stats)(double *mean, double *m2, const REAL *x,
         return PYNN_ERR_NOMEM;
     double *pm2 = pmean + KP;
     const int nt = pynn_threads_for(t->N * t->C * t->S, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < tiles; i++) {
         const int64_t k = i / t->B, b = i % t->B;
@@ -228,6 +230,7 @@ static pynn_status TFN(channel_stats)(double *mean, double *m2, const REAL *x,
         }
     }
     const int mt = pynn_threads_for(KP, MIN_MERGES, nthreads);
+    (void)mt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(mt)
     for (int64_t c = 0; c < t->C; c++) {
         double n = 0, mu = 0, sq = 0;
@@ -255,6 +258,7 @@ static pynn_status TFN(channel_sums)(double *sa, double *sb, const REAL *a, cons
         return PYNN_ERR_NOMEM;
     double *pb = pa + KP;
     const int nt = pynn_threads_for(t->N * t->C * t->S, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < tiles; i++) {
         const int64_t k = i / t->B, j = i % t->B;
@@ -270,6 +274,7 @@ static pynn_status TFN(channel_sums)(double *sa, double *sb, const REAL *a, cons
         }
     }
     const int mt = pynn_threads_for(KP, MIN_MERGES, nthreads);
+    (void)mt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(mt)
     for (int64_t c = 0; c < t->C; c++) {
         double s1 = 0, s2 = 0;
@@ -294,6 +299,7 @@ static void TFN(affine_pass)(REAL *PYNN_RESTRICT y, const REAL *PYNN_RESTRICT x,
                              const REAL *PYNN_RESTRICT shift, const norm_tiling *t, int nthreads)
 {
     const int nt = pynn_threads_for(t->N * t->C * t->S, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
     if (t->cols) {
         const int64_t P = t->P;
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -326,6 +332,7 @@ static void TFN(dx_pass)(REAL *PYNN_RESTRICT dx, const REAL *PYNN_RESTRICT dy,
                          int nthreads)
 {
     const int nt = pynn_threads_for(t->N * t->C * t->S, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
     if (t->cols) {
         const int64_t P = t->P;
 #pragma omp parallel for schedule(static) num_threads(nt)

@@ -27,6 +27,7 @@ pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *PYNN_RESTRICT param,
     const REAL keep = (REAL)(1 - dampening);
     const int decay = weight_decay != 0;
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; i++) {
         REAL d = grad[i];
@@ -67,6 +68,7 @@ pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *PYNN_RESTRICT param,
     const int coupled = weight_decay != 0 && !decoupled_weight_decay;
     const int decoupled = weight_decay != 0 && decoupled_weight_decay;
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; i++) {
         REAL p = param[i], g = grad[i];
@@ -107,6 +109,7 @@ pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *PYNN_RESTRICT param,
     const int small_w = w < (REAL)0.5;
     const int decay = weight_decay != 0;
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
     for (int64_t i = 0; i < n; i++) {
         REAL g = grad[i];

@@ -13,7 +13,7 @@
  * Sums along a row go into LANES independent accumulators combined in a fixed order:
  * this is what lets the compiler vectorise them without -ffast-math, and it fixes the
  * summation order whatever the thread count. The fused cross-entropy adds its row
- * losses in chunks of XENT_CHUNK rows, combined in chunk order, for the same reason.
+ * losses in chunks of ROW_CHUNK rows, combined in chunk order, for the same reason.
  */
 #ifndef PYNN_SX_REAL
 
@@ -24,10 +24,10 @@
 #include "vmath.h"
 
 enum {
-    LANES = 32,        /* accumulators per row reduction: two AVX-512 float vectors */
-    KBLOCK = 64,       /* columns per task when softmax runs along a strided axis */
-    XENT_CHUNK = 16,   /* rows per partial sum of the cross-entropy loss */
-    MIN_WORK = 16384   /* elements that justify one more thread (exp is ~10 flops) */
+    LANES = 32,       /* accumulators per row reduction: two AVX-512 float vectors */
+    KBLOCK = 64,      /* columns per task when softmax runs along a strided axis */
+    ROW_CHUNK = 16,   /* rows per task, and per partial sum of the cross-entropy loss */
+    MIN_WORK = 16384  /* elements that justify one more thread (exp is ~10 flops) */
 };
 
 #define PYNN_SX_REAL float
@@ -145,7 +145,7 @@ pynn_status pynn_softmax_xent_forward_backward_f64(
  * of LANES dependent operations per row), then adds the tail. The max ignores NaN, but
  * a NaN still reaches the row's output through exp(NaN - max) in the sum. */
 
-static real FN(fold_max)(real *acc)
+PYNN_INLINE real FN(fold_max)(real *acc)
 {
     for (int h = LANES / 2; h > 0; h /= 2)
         for (int j = 0; j < h; j++)
@@ -153,7 +153,7 @@ static real FN(fold_max)(real *acc)
     return acc[0];
 }
 
-static real FN(fold_sum)(real *acc)
+PYNN_INLINE real FN(fold_sum)(real *acc)
 {
     for (int h = LANES / 2; h > 0; h /= 2)
         for (int j = 0; j < h; j++)
@@ -161,7 +161,7 @@ static real FN(fold_sum)(real *acc)
     return acc[0];
 }
 
-static real FN(row_max)(const real *x, int64_t n)
+PYNN_INLINE real FN(row_max)(const real *x, int64_t n)
 {
     real m = x[0];
     int64_t i = 0;
@@ -179,7 +179,7 @@ static real FN(row_max)(const real *x, int64_t n)
     return m;
 }
 
-static real FN(row_sum)(const real *x, int64_t n)
+PYNN_INLINE real FN(row_sum)(const real *x, int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -191,7 +191,7 @@ static real FN(row_sum)(const real *x, int64_t n)
     return FN(fold_sum)(acc) + s;
 }
 
-static real FN(row_dot)(const real *a, const real *b, int64_t n)
+PYNN_INLINE real FN(row_dot)(const real *a, const real *b, int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -204,7 +204,7 @@ static real FN(row_dot)(const real *a, const real *b, int64_t n)
 }
 
 /* sum_i exp(x[i] - m) */
-static real FN(row_sum_exp)(const real *x, real m, int64_t n)
+PYNN_INLINE real FN(row_sum_exp)(const real *x, real m, int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -217,7 +217,7 @@ static real FN(row_sum_exp)(const real *x, real m, int64_t n)
 }
 
 /* e[i] = exp(x[i] - m); returns sum_i e[i]. e may be x. */
-static real FN(row_exp_sum)(real *e, const real *x, real m, int64_t n)
+PYNN_INLINE real FN(row_exp_sum)(real *e, const real *x, real m, int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -238,7 +238,7 @@ static real FN(row_exp_sum)(real *e, const real *x, real m, int64_t n)
 /* sum_i w[i] * (x[i] - m), or sum_i (x[i] - m) when w is NULL. Shifting before summing
  * keeps the smoothing term accurate when the logits are large (no cancellation
  * between sum w*x and m * sum w). */
-static real FN(row_sum_shifted)(const real *x, const real *w, real m, int64_t n)
+PYNN_INLINE real FN(row_sum_shifted)(const real *x, const real *w, real m, int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -261,7 +261,7 @@ static real FN(row_sum_shifted)(const real *x, const real *w, real m, int64_t n)
 /* ---- softmax ------------------------------------------------------------------------ */
 
 /* x, y (C,): one row. y may be x. */
-static void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_t c)
+PYNN_INLINE void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_t c)
 {
     const real m = FN(row_max)(x, c);
     if (log_softmax) {
@@ -277,8 +277,8 @@ static void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_t c)
 
 /* x, y: kn <= KBLOCK columns of C values, K apart. y may be x. Each column is reduced
  * sequentially along C, the vector lanes running across columns. */
-static void FN(softmax_columns)(real *y, const real *x, int log_softmax, int64_t c,
-                                int64_t k, int64_t kn)
+PYNN_INLINE void FN(softmax_columns)(real *y, const real *x, int log_softmax, int64_t c,
+                                     int64_t k, int64_t kn)
 {
     real mx[KBLOCK], s[KBLOCK];
     for (int64_t j = 0; j < kn; j++) {
@@ -324,6 +324,39 @@ static void FN(softmax_columns)(real *y, const real *x, int log_softmax, int64_t
     }
 }
 
+/* Rows shorter than LANES would fill a fraction of the vector lanes one at a time, and
+ * pay the set-up of every loop (and exp) for a handful of values. A chunk of them is
+ * transposed instead, t[i][r] = x[r][i], and goes through the column kernels with the
+ * lanes running across its rows. Lanes past the chunk's last row hold zeros. */
+PYNN_INLINE void FN(transpose_in)(real *PYNN_RESTRICT t, const real *PYNN_RESTRICT x,
+                                  int64_t nr, int64_t c)
+{
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t i = 0; i < c; i++)
+            t[i * ROW_CHUNK + r] = x[r * c + i];
+    for (int64_t r = nr; r < ROW_CHUNK; r++)
+        for (int64_t i = 0; i < c; i++)
+            t[i * ROW_CHUNK + r] = 0;
+}
+
+PYNN_INLINE void FN(transpose_out)(real *PYNN_RESTRICT y, const real *PYNN_RESTRICT t,
+                                   int64_t nr, int64_t c)
+{
+    for (int64_t r = 0; r < nr; r++)
+        for (int64_t i = 0; i < c; i++)
+            y[r * c + i] = t[i * ROW_CHUNK + r];
+}
+
+/* x, y (nr, C): nr <= ROW_CHUNK rows with C < LANES. y may be x. */
+PYNN_INLINE void FN(softmax_short_rows)(real *y, const real *x, int log_softmax, int64_t nr,
+                                        int64_t c)
+{
+    real t[LANES * ROW_CHUNK];
+    FN(transpose_in)(t, x, nr, c);
+    FN(softmax_columns)(t, t, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
+    FN(transpose_out)(y, t, nr, c);
+}
+
 /* x, y (M, C, K); normalised along C: softmax, or log_softmax when log_softmax != 0.
  * y may be x. */
 pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int log_softmax,
@@ -336,9 +369,16 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int lo
         return PYNN_OK;
     const int nt = pynn_threads_for(m * c * k, MIN_WORK, nthreads);
     if (k == 1) {
+        const int64_t chunks = (m + ROW_CHUNK - 1) / ROW_CHUNK;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t r = 0; r < m; r++)
-            FN(softmax_row)(y + r * c, x + r * c, log_softmax, c);
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const int64_t r0 = ch * ROW_CHUNK, nr = m - r0 < ROW_CHUNK ? m - r0 : ROW_CHUNK;
+            if (c < LANES)
+                FN(softmax_short_rows)(y + r0 * c, x + r0 * c, log_softmax, nr, c);
+            else
+                for (int64_t r = r0; r < r0 + nr; r++)
+                    FN(softmax_row)(y + r * c, x + r * c, log_softmax, c);
+        }
     } else {
         const int64_t blocks = (k + KBLOCK - 1) / KBLOCK;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -354,8 +394,8 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int lo
 }
 
 /* dy, y, dx (C,): one row. dx may be dy or y. */
-static void FN(softmax_backward_row)(real *dx, const real *dy, const real *y, int log_softmax,
-                                     int64_t c)
+PYNN_INLINE void FN(softmax_backward_row)(real *dx, const real *dy, const real *y,
+                                          int log_softmax, int64_t c)
 {
     if (log_softmax) {
         const real g = FN(row_sum)(dy, c);
@@ -369,8 +409,9 @@ static void FN(softmax_backward_row)(real *dx, const real *dy, const real *y, in
 }
 
 /* dy, y, dx: kn <= KBLOCK columns of C values, K apart. dx may be dy or y. */
-static void FN(softmax_backward_columns)(real *dx, const real *dy, const real *y,
-                                         int log_softmax, int64_t c, int64_t k, int64_t kn)
+PYNN_INLINE void FN(softmax_backward_columns)(real *dx, const real *dy, const real *y,
+                                              int log_softmax, int64_t c, int64_t k,
+                                              int64_t kn)
 {
     real g[KBLOCK];
     for (int64_t j = 0; j < kn; j++)
@@ -396,6 +437,18 @@ static void FN(softmax_backward_columns)(real *dx, const real *dy, const real *y
     }
 }
 
+/* dy, y, dx (nr, C): nr <= ROW_CHUNK rows with C < LANES, transposed as in
+ * softmax_short_rows. dx may be dy or y. */
+PYNN_INLINE void FN(softmax_backward_short_rows)(real *dx, const real *dy, const real *y,
+                                                 int log_softmax, int64_t nr, int64_t c)
+{
+    real tdy[LANES * ROW_CHUNK], ty[LANES * ROW_CHUNK];
+    FN(transpose_in)(tdy, dy, nr, c);
+    FN(transpose_in)(ty, y, nr, c);
+    FN(softmax_backward_columns)(tdy, tdy, ty, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
+    FN(transpose_out)(dx, tdy, nr, c);
+}
+
 /* dy, y, dx (M, C, K), along C; y is the forward output (softmax, or log_softmax when
  * log_softmax != 0). dx may be dy or y. */
 pynn_status PYNN_ISA_FN(FN(pynn_softmax_backward))(real *dx, const real *dy, const real *y,
@@ -408,9 +461,18 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_backward))(real *dx, const real *dy, con
         return PYNN_OK;
     const int nt = pynn_threads_for(m * c * k, MIN_WORK, nthreads);
     if (k == 1) {
+        const int64_t chunks = (m + ROW_CHUNK - 1) / ROW_CHUNK;
 #pragma omp parallel for num_threads(nt) schedule(static)
-        for (int64_t r = 0; r < m; r++)
-            FN(softmax_backward_row)(dx + r * c, dy + r * c, y + r * c, log_softmax, c);
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const int64_t r0 = ch * ROW_CHUNK, nr = m - r0 < ROW_CHUNK ? m - r0 : ROW_CHUNK;
+            const int64_t at = r0 * c;
+            if (c < LANES)
+                FN(softmax_backward_short_rows)(dx + at, dy + at, y + at, log_softmax, nr, c);
+            else
+                for (int64_t r = r0; r < r0 + nr; r++)
+                    FN(softmax_backward_row)(dx + r * c, dy + r * c, y + r * c, log_softmax,
+                                             c);
+        }
     } else {
         const int64_t blocks = (k + KBLOCK - 1) / KBLOCK;
 #pragma omp parallel for num_threads(nt) schedule(static)
@@ -435,22 +497,15 @@ typedef struct {
     int64_t ignore_index, c;
 } FN(xent_params);
 
-/* x, d (C,): one row's loss, and its gradient (times p->scale) into d. The logits are
- * read twice (max, then exp into d) while the row is in cache, and d is finished in
- * place: one read of x and one write of d from memory. */
-static real FN(xent_row)(real *PYNN_RESTRICT d, const real *PYNN_RESTRICT x, int64_t label,
-                         const FN(xent_params) *p)
+/* x, d (C,): a row that is not ignored, with d = exp(x - m) and s = sum(d) on entry.
+ * Returns the row's loss and turns d into its gradient (times p->scale) in place. */
+PYNN_INLINE real FN(xent_finish)(real *PYNN_RESTRICT d, const real *PYNN_RESTRICT x,
+                                 int64_t label, real m, real s, const FN(xent_params) *p)
 {
     const int64_t c = p->c;
-    if (label == p->ignore_index) {
-        memset(d, 0, (size_t)c * sizeof *d);
-        return 0;
-    }
     const real *w = p->weight;
     const real eps = p->eps;
     const real w_label = w ? w[label] : (real)1;
-    const real m = FN(row_max)(x, c);
-    const real s = FN(row_exp_sum)(d, x, m, c);
     const real log_s = LOG(s);
     /* -log p[label] = log s - (x[label] - m), and the smoothing term
      * sum_c w[c] (-log p[c]) = w_sum log s - sum_c w[c] (x[c] - m). */
@@ -469,6 +524,99 @@ static real FN(xent_row)(real *PYNN_RESTRICT d, const real *PYNN_RESTRICT x, int
             d[i] = d[i] * k - t;
     d[label] -= (1 - eps) * w_label * p->scale;
     return loss;
+}
+
+/* x, d (nr, C): nr <= ROW_CHUNK rows with C < LANES, transposed as in softmax_short_rows
+ * so that lane r computes what xent_finish computes for row r. Writes the row losses
+ * into loss[0..nr) (0 for ignored rows) and the gradients into d. */
+PYNN_INLINE void FN(xent_short_rows)(real *PYNN_RESTRICT d, real *PYNN_RESTRICT loss,
+                                     const real *PYNN_RESTRICT x, const int64_t *labels,
+                                     int64_t nr, const FN(xent_params) *p)
+{
+    const int64_t c = p->c;
+    const real *w = p->weight;
+    const real eps = p->eps, t_eps = eps / (real)c * p->scale;
+    real t[LANES * ROW_CHUNK], m[ROW_CHUNK], s[ROW_CHUNK], sz[ROW_CHUNK];
+    real w_label[ROW_CHUNK], z_label[ROW_CHUNK], k[ROW_CHUNK];
+    FN(transpose_in)(t, x, nr, c);
+    for (int64_t r = 0; r < ROW_CHUNK; r++) {
+        m[r] = t[r];
+        s[r] = sz[r] = 0;
+    }
+    for (int64_t i = 1; i < c; i++)
+        for (int64_t r = 0; r < ROW_CHUNK; r++)
+            m[r] = t[i * ROW_CHUNK + r] > m[r] ? t[i * ROW_CHUNK + r] : m[r];
+    for (int64_t i = 0; i < c; i++) {
+        const real wi = w ? w[i] : (real)1;
+        real *ti = t + i * ROW_CHUNK;
+        for (int64_t r = 0; r < ROW_CHUNK; r++) {
+            const real z = ti[r] - m[r], e = EXP(z);
+            ti[r] = e;
+            s[r] += e;
+            sz[r] += wi * z;
+        }
+    }
+    for (int64_t r = 0; r < ROW_CHUNK; r++) {
+        const int keep = r < nr && labels[r] != p->ignore_index;
+        w_label[r] = keep ? (w ? w[labels[r]] : (real)1) : 0;
+        z_label[r] = keep ? x[r * c + labels[r]] - m[r] : 0;
+    }
+    for (int64_t r = 0; r < ROW_CHUNK; r++) {
+        const real log_s = LOG(s[r]);
+        const real smooth = eps > 0 ? eps / (real)c * (p->w_sum * log_s - sz[r]) : 0;
+        loss[r] = (1 - eps) * w_label[r] * (log_s - z_label[r]) + smooth;
+        k[r] = ((1 - eps) * w_label[r] + eps / (real)c * p->w_sum) * p->scale / s[r];
+    }
+    for (int64_t i = 0; i < c; i++) {
+        const real wi = w ? w[i] : (real)1;
+        real *ti = t + i * ROW_CHUNK;
+        for (int64_t r = 0; r < ROW_CHUNK; r++)
+            ti[r] = ti[r] * k[r] - t_eps * wi;
+    }
+    FN(transpose_out)(d, t, nr, c);
+    for (int64_t r = 0; r < nr; r++) {
+        if (labels[r] == p->ignore_index) {
+            memset(d + r * c, 0, (size_t)c * sizeof *d);
+            loss[r] = 0;
+        } else {
+            d[r * c + labels[r]] -= (1 - eps) * w_label[r] * p->scale;
+        }
+    }
+}
+
+/* x, d (nr, C), nr <= ROW_CHUNK rows: their losses (into losses when not NULL) and
+ * gradients; returns the sum of the losses, added in row order. A long row is read
+ * twice (max, then exp into d) while it is in cache and d is finished in place: one
+ * read of x and one write of d from memory. */
+PYNN_INLINE double FN(xent_chunk)(real *PYNN_RESTRICT d, real *losses,
+                                  const real *PYNN_RESTRICT x, const int64_t *labels,
+                                  int64_t nr, const FN(xent_params) *p)
+{
+    const int64_t c = p->c;
+    real loss[ROW_CHUNK];
+    if (c < LANES) {
+        FN(xent_short_rows)(d, loss, x, labels, nr, p);
+    } else {
+        for (int64_t r = 0; r < nr; r++) {
+            real *dr = d + r * c;
+            const real *xr = x + r * c;
+            if (labels[r] == p->ignore_index) {
+                memset(dr, 0, (size_t)c * sizeof *dr);
+                loss[r] = 0;
+            } else {
+                const real mr = FN(row_max)(xr, c);
+                const real s = FN(row_exp_sum)(dr, xr, mr, c);
+                loss[r] = FN(xent_finish)(dr, xr, labels[r], mr, s, p);
+            }
+        }
+    }
+    double acc = 0;
+    for (int64_t r = 0; r < nr; r++) {
+        if (losses)
+            losses[r] = loss[r];
+        acc += loss[r];
+    }
+    return acc;
 }
 
 /* logits, dlogits (N, C); labels (N,) in [0, C) or ignore_index; weight (C,) or NULL;
@@ -503,22 +651,16 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_xent_forward_backward))(
     const FN(xent_params) p = {weight, (real)label_smoothing, (real)w_sum, (real)scale,
                                ignore_index, c};
 
-    const int64_t chunks = (n + XENT_CHUNK - 1) / XENT_CHUNK;
+    const int64_t chunks = (n + ROW_CHUNK - 1) / ROW_CHUNK;
     double *partial = malloc((size_t)(chunks > 0 ? chunks : 1) * sizeof *partial);
     if (!partial)
         return PYNN_ERR_NOMEM;
     const int nt = pynn_threads_for(n * c, MIN_WORK, nthreads);
 #pragma omp parallel for num_threads(nt) schedule(static)
     for (int64_t ch = 0; ch < chunks; ch++) {
-        const int64_t end = (ch + 1) * XENT_CHUNK < n ? (ch + 1) * XENT_CHUNK : n;
-        double acc = 0;
-        for (int64_t i = ch * XENT_CHUNK; i < end; i++) {
-            const real li = FN(xent_row)(dlogits + i * c, logits + i * c, labels[i], &p);
-            if (losses)
-                losses[i] = li;
-            acc += li;
-        }
-        partial[ch] = acc;
+        const int64_t r0 = ch * ROW_CHUNK, nr = n - r0 < ROW_CHUNK ? n - r0 : ROW_CHUNK;
+        partial[ch] = FN(xent_chunk)(dlogits + r0 * c, losses ? losses + r0 : NULL,
+                                     logits + r0 * c, labels + r0, nr, &p);
     }
     (void)nt;
     double total = 0;

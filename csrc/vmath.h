@@ -1,5 +1,5 @@
-/* Scalar math written so that loops calling it vectorise: exp, log, sigmoid, tanh, and the
- * normal CDF for GELU, in float and double.
+/* Scalar math written so that loops calling it vectorise: exp, log, sigmoid, tanh and
+ * GELU, in float and double.
  *
  * Why branch-free: gcc and clang vectorise a loop only when its body is straight-line
  * code. Every function here is range reduction + polynomial, with the special cases
@@ -10,17 +10,19 @@
  * libm calls, so the loop needs no vector math library. NaN propagates through every
  * function: clamps are written as comparisons that are false for NaN.
  *
- * Accuracy, measured against float64/mpmath references over the whole range
- * (tests/kernels/test_eltwise.py checks these bounds through the kernels):
- *   vm_exp_f32      <= 1 ulp      Cody-Waite reduction, cephes degree-7 polynomial
- *   vm_exp_f64      <= 1 ulp      Cody-Waite reduction, Taylor polynomial to r^13
- *   vm_log_f32      <= 1 ulp      cephes logf polynomial on [sqrt(1/2), sqrt(2))
- *   vm_log_f64      <= 1 ulp      fdlibm's s = f/(2+f) reduction and polynomial
- *   vm_sigmoid_*    <= 2 ulp      from exp(-|x|): never overflows, exact tails
- *   vm_tanh_*       <= 2 ulp      odd polynomial/rational below 0.625 (keeps relative
- *                                 accuracy for tiny x), (1-e)/(1+e), e = exp(-2|x|), above
- *   vm_phi_*        see below     normal CDF, relative accuracy in both tails
- * Subnormal results are accurate to an absolute ulp of the subnormal range.
+ * Accuracy, the largest error measured against mpmath and extended-precision references
+ * over the whole range, in ulp of the true result (tests/kernels/test_eltwise.py checks
+ * the activations' bounds through the kernels):
+ *   vm_exp_f32, vm_exp_f64        1 ulp    Cody-Waite reduction; cephes expf polynomial,
+ *                                          Taylor polynomial to r^13 for double
+ *   vm_log_f32, vm_log_f64        1 ulp    cephes logf polynomial; fdlibm's
+ *                                          s = f/(2+f) reduction for double
+ *   vm_sigmoid_*, vm_sigmoid2_*   2.5 ulp  from exp(-|x|): never overflows, exact tails
+ *   vm_tanh_*                     1.5 ulp  odd polynomial/rational below 0.625 (keeps
+ *                                          relative accuracy for tiny x), (1-e)/(1+e),
+ *                                          e = exp(-2|x|), above
+ *   vm_gelu_*, vm_gelu_grad_*     see the GELU section
+ * Subnormal results are accurate to a few units of the smallest subnormal.
  */
 #ifndef PYNN_VMATH_H
 #define PYNN_VMATH_H
@@ -187,29 +189,30 @@ PYNN_INLINE float vm_tanh_f32(float x)
 {
     const float ax = __builtin_fabsf(x);
     const float e = vm_exp_f32(-2.0f * ax);
-    const float big = __builtin_copysignf((1.0f - e) / (1.0f + e), x);
+    const float big = (1.0f - e) / (1.0f + e);
     const float z = x * x;
     float p = -5.70498872745e-3f;
     p = p * z + 2.06390887954e-2f;
     p = p * z - 5.37397155531e-2f;
     p = p * z + 1.33314422036e-1f;
     p = p * z - 3.33332819422e-1f;
-    const float small = p * z * x + x;
-    return ax < 0.625f ? small : big;
+    const float small = p * z * ax + ax;
+    /* both forms on |x|, then x's sign: keeps tanh(-0) = -0 */
+    return __builtin_copysignf(ax < 0.625f ? small : big, x);
 }
 
 PYNN_INLINE double vm_tanh_f64(double x)
 {
     const double ax = __builtin_fabs(x);
     const double e = vm_exp_f64(-2.0 * ax);
-    const double big = __builtin_copysign((1.0 - e) / (1.0 + e), x);
+    const double big = (1.0 - e) / (1.0 + e);
     const double z = x * x;
     const double p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z
                      - 1.61468768441708447952e3;
     const double q = ((z + 1.12811678491632931402e2) * z + 2.23548839060100448583e3) * z
                      + 4.84406305325125486048e3;
-    const double small = x + x * z * (p / q);
-    return ax < 0.625 ? small : big;
+    const double small = ax + ax * z * (p / q);
+    return __builtin_copysign(ax < 0.625 ? small : big, x);
 }
 
 
@@ -247,8 +250,9 @@ PYNN_INLINE double vm_sigmoid2_f64(double x, double *one_minus)
  * factors before its final power of two, so that a subnormal result is rounded once.
  * Beyond z = 16 (float) or 40 (double) everything that uses T underflows; z is clamped
  * there, which also gives the limits gelu(-inf) = 0, gelu(inf) = inf, gelu'(+-inf) = 1, 0.
- * Measured error: float gelu <= 3 ulp, gelu' <= 3 ulp plus 1e-7 |dy|-relative near its
- * zero; double about 4 ulp (tests/kernels/test_eltwise.py).
+ * Measured error of gelu: float <= 5.5 ulp without FMA, 4.7 with (the rounding of t,
+ * amplified about twofold through R, dominates), double <= 4 ulp; of gelu' a few ulp
+ * plus eps * (1 + |x|) where its terms cancel near its zero at x = -0.75.
  */
 
 /* m * exp(a + b) for a + b in [-800, 0], a exactly representable after the Cody-Waite
@@ -312,8 +316,10 @@ PYNN_INLINE float vm_gauss_tail_f32(float z, float *a, float *b)
     const float zl = z - zh;
     *a = -0.5f * (zh * zh);
     *b = -(zh * zl + 0.5f * (zl * zl));
-    const float t = 1.0f / (1.0f + 0.707106781186547524f * z);
-    const float s = t - 0.540000021f;
+    const float u = 0.707106781186547524f * z;
+    const float t = 1.0f / (1.0f + u), v = u * t; /* v = 1 - t */
+    const int near = t >= 0.5f;
+    const float s = near ? (1.0f - 0.540000021f) - v : t - 0.540000021f;
     float p = -3.488989472e-01f;
     p = p * s + 2.430975139e-01f;
     p = p * s + 1.776393354e-01f;
@@ -326,7 +332,7 @@ PYNN_INLINE float vm_gauss_tail_f32(float z, float *a, float *b)
     p = p * s - 1.959336698e-01f;
     p = p * s + 2.221748531e-01f;
     p = p * s + 4.367819726e-01f;
-    return t * p;
+    return near ? p - v * p : t * p;
 }
 
 PYNN_INLINE double vm_gauss_tail_f64(double z, double *a, double *b)
@@ -337,8 +343,9 @@ PYNN_INLINE double vm_gauss_tail_f64(double z, double *a, double *b)
     *b = -(zh * zl + 0.5 * (zl * zl));
     const double u = 0.707106781186547524401 * z;
     const int far = u >= 3.0;
-    const double t = 1.0 / (1.0 + (far ? 1.0 : 0.25) * u);
-    const double s = t - (far ? 0.14224137931034483 : 0.7857142857142857);
+    const double au = (far ? 1.0 : 0.25) * u;
+    const double t = 1.0 / (1.0 + au), v = au * t;
+    const double s = far ? t - 0.14224137931034483 : (1.0 - 0.7857142857142857) - v;
     double p = far ? 1.13466290166048793e+03 : 0.0;
     p = p * s + (far ? 1.45598748972166362e+02 : 6.60964991286527598e-03);
     p = p * s + (far ? -2.96534447723559197e+02 : -1.59477747819640192e-02);
@@ -356,7 +363,7 @@ PYNN_INLINE double vm_gauss_tail_f64(double z, double *a, double *b)
     p = p * s + (far ? 4.16378881899326994e-02 : 1.41751804293308981e+00);
     p = p * s + (far ? 3.09773779451288644e-01 : 6.91261426156845160e-01);
     p = p * s + (far ? 3.24527224184009311e-01 : 2.57068547577055662e-01);
-    return t * p;
+    return far ? t * p : p - v * p;
 }
 
 PYNN_INLINE float vm_gelu_f32(float x)

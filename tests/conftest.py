@@ -36,6 +36,14 @@ def rng():
     return np.random.default_rng(1234)
 
 
+@pytest.fixture(params=["numpy", pytest.param("native", marks=pytest.mark.skipif(
+    not _native.AVAILABLE, reason="native backend not built"))])
+def backend(request):
+    """Runs the test once per backend (the native one where it is built)."""
+    with pynn.use_backend(request.param):
+        yield request.param
+
+
 @pytest.fixture(params=[np.float32, np.float64], ids=["f32", "f64"])
 def dtype(request):
     return np.dtype(request.param)

@@ -26,11 +26,16 @@ PYNN_INLINE __mmask8 mask8(int n)
 }
 
 /* Pulls the rows of a C tile towards L1 while the k loop runs. */
-PYNN_INLINE void prefetch_tile(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes)
+PYNN_INLINE void prefetch_tile(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes, int l2)
 {
     for (int i = 0; i < m; i++) {
+        if (l2) {
+        _mm_prefetch(c + i * ldc_bytes, _MM_HINT_T1);
+        _mm_prefetch(c + i * ldc_bytes + row_bytes - 1, _MM_HINT_T1);
+        } else {
         _mm_prefetch(c + i * ldc_bytes, _MM_HINT_T0);
         _mm_prefetch(c + i * ldc_bytes + row_bytes - 1, _MM_HINT_T0);
+        }
     }
 }
 
@@ -72,19 +77,22 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12]
 /* One tile with R rows and V vectors of accumulators; called with constants for R and V
  * and a literal 1 for rs_a or cs_a, so that each call compiles to its own loop with the
  * accumulators in registers and the unit stride folded into the addresses. */
-PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
-                            const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
-                            const gemm_epilogue *ep, const int R, const int V)
-{
-    __m512 acc[12][2];
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #ifndef PFA
 #define PFA 0
 #endif
 #ifndef PFB
 #define PFB 0
 #endif
+#ifndef PFC
+#define PFC 1
+#endif
+#ifndef PFCD
+#define PFCD 48
+#endif
+PYNN_INLINE void sgemm_loop(int64_t k, const float **ap, int64_t rs_a, int64_t cs_a,
+                            const float **bp, int64_t rs_b, __m512 acc[12][2], const int R, const int V)
+{
+    const float *a = *ap, *b = *bp;
     for (int64_t p = 0; p < k; p++) {
         if (PFA) _mm_prefetch((const char *)(a + PFA * cs_a), _MM_HINT_T0);
         if (PFB) { _mm_prefetch((const char *)(b + PFB * rs_b), _MM_HINT_T0); _mm_prefetch((const char *)(b + PFB * rs_b + 16), _MM_HINT_T0); }
@@ -99,6 +107,22 @@ PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_
         a += cs_a;
         b += rs_b;
     }
+    *ap = a; *bp = b;
+}
+
+PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
+                            const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
+                            const gemm_epilogue *ep, const int R, const int V)
+{
+    __m512 acc[12][2];
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+    if (PFC == 1) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 0);
+    if (PFC == 3) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 1);
+    const int64_t k1 = PFC >= 2 && k > PFCD ? k - PFCD : 0;
+    sgemm_loop(k1, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    if (PFC >= 2) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 0);
+    sgemm_loop(k - k1, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
     sgemm_store(c, ldc, m, n, acc, V, ep);
 }
 
@@ -108,7 +132,6 @@ void sgemm_avx512_12x32(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, c
 {
     const float *a = (const float *)a_, *b = (const float *)b_;
     float *c = (float *)c_;
-    prefetch_tile((const char *)c, ldc * 4, m, n * 4);
     const int wide = n > 16, tall = m > 6;
     if (rs_a == 1) {
         if (tall && wide)
@@ -197,7 +220,7 @@ void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, c
 {
     const double *a = (const double *)a_, *b = (const double *)b_;
     double *c = (double *)c_;
-    prefetch_tile((const char *)c, ldc * 8, m, n * 8);
+    prefetch_tile((const char *)c, ldc * 8, m, n * 8, 0);
     const int wide = n > 8, tall = m > 6;
     if (rs_a == 1) {
         if (tall && wide)

@@ -66,14 +66,17 @@ def _train_parser(sub):
                    help="linear learning-rate warm-up epochs before the schedule")
     p.add_argument("--batch-size", type=_positive_int, default=32)
     p.add_argument("--epochs", type=_positive_int, default=30)
-    p.add_argument("--dropout", type=_fraction, default=0.0,
+    p.add_argument("--dropout", type=_fraction, default=0.1,
                    help="dropout probability after each hidden layer")
     p.add_argument("--batch-norm", action="store_true",
                    help="batch normalisation after each hidden activation")
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation loss and "
                         "restore the best weights (0: off)")
-    p.add_argument("--label-smoothing", type=_fraction, default=0.0)
+    p.add_argument("--label-smoothing", type=_fraction, default=0.1)
+    p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
+                   help="train on features standardized with the training statistics; the "
+                        "saved model folds them into its first layer, so it takes raw pixels")
     p.add_argument("--test-size", type=_fraction, default=0.2, help="fraction held out for testing")
     p.add_argument("--val-size", type=_fraction, default=0.1,
                    help="fraction of the training part used for validation (0: none)")
@@ -136,6 +139,14 @@ def _build_schedule(args, sched, optimizer):
     return schedule
 
 
+def _fold_standardizer(linear, scaler):
+    """Make `linear` take raw features: W(x - m)/s + b = (W/s) x + (b - (W/s) m)."""
+    w = linear.weight.data.astype(np.float64) / scaler.scale_
+    b = linear.bias.data.astype(np.float64) - w @ scaler.mean_
+    linear.weight.data[...] = w
+    linear.bias.data[...] = b
+
+
 def train(args):
     import pynn
     from pynn import callbacks, data, datasets, nn, optim
@@ -159,6 +170,13 @@ def train(args):
         print("note: without a validation split, early stopping and the plateau schedule "
               "watch the training loss", file=sys.stderr)
 
+    scaler = None
+    if args.standardize:
+        scaler = data.Standardizer().fit(X_train)
+        X_train = scaler.transform(X_train)
+        if validation is not None:
+            validation = (scaler.transform(validation[0]), validation[1])
+
     model = _build_model(args, nn)
     optimizer = _build_optimizer(args, optim, model.parameters())
     scheduler = _build_schedule(args, lr_scheduler, optimizer)
@@ -176,6 +194,8 @@ def train(args):
                        optimizer=optimizer, epochs=args.epochs, batch_size=args.batch_size,
                        validation_data=validation, scheduler=scheduler, callbacks=cbs,
                        progress=args.progress, verbose=1)
+    if scaler is not None:
+        _fold_standardizer(model[0], scaler)
     result = pynn.evaluate(model, X_test, y_test, loss=nn.CrossEntropyLoss())
     seconds = sum(history.history["time"])
     print(f"test accuracy {result['accuracy']:.4f}  test loss {result['loss']:.4f}  "

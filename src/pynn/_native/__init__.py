@@ -8,7 +8,7 @@ import importlib
 import os
 import warnings
 
-MODULES = ("_core", "_softmax_xent", "_eltwise")
+MODULES = ("_core", "_softmax_xent", "_eltwise", "_norm", "_dropout", "_optim", "_gemm")
 ISA_NAMES = ("generic", "avx2", "avx512")
 
 AVAILABLE = False

@@ -175,59 +175,41 @@ class BatchNorm1d(Module):
             self.register_buffer("num_batches_tracked", None)
         self._cache = None
 
-    def _affine(self, dtype):
-        if self.affine:
-            return self.weight.data, self.bias.data
-        return np.ones(self.num_features, dtype), np.zeros(self.num_features, dtype)
-
     def forward(self, x):
         x = np.asarray(x)
         if x.ndim not in (2, 3) or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm1d expected input of shape (N, {self.num_features}) or "
                              f"(N, {self.num_features}, L), got {x.shape}")
-        dtype = self.weight.dtype if self.affine else (
-            self.running_mean.dtype if self.track_running_stats else np.dtype(np.float32))
-        if x.dtype != dtype:
-            x = x.astype(dtype)
-        # The kernel normalises the last axis of a 2-D array; (N, C, L) becomes (N*L, C).
-        x2 = x if x.ndim == 2 else np.ascontiguousarray(x.transpose(0, 2, 1)).reshape(-1, x.shape[1])
+        reference = self.weight if self.affine else self.running_mean
+        if reference is not None and x.dtype != reference.dtype:
+            x = x.astype(reference.dtype)
         batch_stats = self.training or not self.track_running_stats
-        if batch_stats and x2.shape[0] < 2:
-            raise ValueError(f"BatchNorm1d needs more than one value per channel in training "
-                             f"mode, got input of shape {x.shape}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:
             self.num_batches_tracked += 1
             if self.momentum is None:
                 momentum = 1.0 / float(self.num_batches_tracked)
-        gamma, beta = self._affine(dtype)
-        y2, mean, invstd = ops.batch_norm(x2, gamma, beta, self.running_mean, self.running_var,
-                                          batch_stats, momentum=momentum, eps=self.eps)
-        self._cache = (x2, mean, invstd, batch_stats, x.shape) if is_grad_enabled() else None
-        if x.ndim == 2:
-            return y2
-        n, c, length = x.shape
-        return np.ascontiguousarray(y2.reshape(n, length, c).transpose(0, 2, 1))
+        update = self.training and self.track_running_stats
+        gamma = self.weight.data if self.affine else None
+        beta = self.bias.data if self.affine else None
+        y, mean, invstd = ops.batch_norm(
+            x, gamma, beta, self.running_mean if update or not batch_stats else None,
+            self.running_var if update or not batch_stats else None, batch_stats,
+            momentum=momentum, eps=self.eps)
+        self._cache = (x, mean, invstd, batch_stats) if is_grad_enabled() else None
+        return y
 
     def backward(self, grad_output, input_grad=True):
         if self._cache is None:
             raise self._missing_cache()
-        x2, mean, invstd, batch_stats, shape = self._cache
-        dy = _check_grad(grad_output, shape, "BatchNorm1d")
-        if dy.ndim == 3:
-            dy = np.ascontiguousarray(dy.transpose(0, 2, 1)).reshape(-1, shape[1])
-        gamma, _ = self._affine(x2.dtype)
-        dx2, dgamma, dbeta = ops.batch_norm_backward(dy, x2, gamma, mean, invstd,
-                                                     training=batch_stats)
+        x, mean, invstd, batch_stats = self._cache
+        dy = _check_grad(grad_output, x.shape, "BatchNorm1d")
+        dx, dgamma, dbeta = ops.batch_norm_backward(
+            dy, x, self.weight.data if self.affine else None, mean, invstd, training=batch_stats)
         if self.affine:
             _accumulate(self.weight, dgamma)
             _accumulate(self.bias, dbeta)
-        if not input_grad:
-            return None
-        if len(shape) == 2:
-            return dx2
-        n, c, length = shape
-        return np.ascontiguousarray(dx2.reshape(n, length, c).transpose(0, 2, 1))
+        return dx if input_grad else None
 
     def get_config(self):
         return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum,
@@ -250,25 +232,20 @@ class Dropout(Module):
         self._cache = None
 
     def forward(self, x):
-        x = np.asarray(x)
         if not self.training or self.p == 0.0:
             seed, y = None, x
-        elif self.p == 1.0:
-            seed, y = None, np.zeros_like(x)
         else:
             seed = _config.next_seed()
             y = ops.dropout(x, self.p, seed=seed)
-        self._cache = (seed, y is not x, x.shape) if is_grad_enabled() else None
+        self._cache = (seed, np.shape(x)) if is_grad_enabled() else None
         return y
 
     def backward(self, grad_output):
         if self._cache is None:
             raise self._missing_cache()
-        seed, dropped, shape = self._cache
+        seed, shape = self._cache
         dy = _check_grad(grad_output, shape, "Dropout")
-        if seed is not None:
-            return ops.dropout_backward(dy, self.p, seed=seed)
-        return np.zeros_like(dy) if dropped else dy
+        return dy if seed is None else ops.dropout_backward(dy, self.p, seed=seed)
 
     def get_config(self):
         return {"p": self.p}

@@ -193,14 +193,14 @@ class BCEWithLogitsLoss(_Loss):
                                  f"input's shape {x.shape}")
         # softplus(-x) = log(1 + exp(-x)), without overflow for large |x|
         softplus = np.logaddexp(0.0, -x).astype(x.dtype, copy=False)
-        sig_neg = np.exp(-softplus)
+        sigmoid = np.exp(-softplus)
         if self.pos_weight is None:
             values = (1 - t) * x + softplus
-            grad = (1 - t) - sig_neg
+            grad = sigmoid - t
         else:
             log_weight = 1 + (self.pos_weight.astype(x.dtype) - 1) * t
             values = (1 - t) * x + log_weight * softplus
-            grad = (1 - t) - log_weight * sig_neg
+            grad = (1 - t) - log_weight * (1 - sigmoid)
         if self.weight is not None:
             w = self.weight.astype(x.dtype)
             values = values * w

@@ -18,3 +18,11 @@ from . import _softmax_xent  # noqa: E402
 _export(_softmax_xent)
 from . import _eltwise  # noqa: E402
 _export(_eltwise)
+from . import _norm  # noqa: E402
+_export(_norm)
+from . import _dropout  # noqa: E402
+_export(_dropout)
+from . import _optim  # noqa: E402
+_export(_optim)
+from . import _gemm  # noqa: E402
+_export(_gemm)

@@ -21,7 +21,7 @@ __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
            "softmax_cross_entropy"]
 
 REDUCTIONS = ("none", "mean", "sum")   # index = the kernels' reduction code
-_INT64 = np.iinfo(np.int64)
+_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
 
 
 def _kernels_and_dtype(dtype, name):
@@ -128,18 +128,18 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     label_smoothing = v.check_float(label_smoothing, "label_smoothing", 0.0, 1.0)
     ignore_index = v.check_int(ignore_index, "ignore_index")
-    if not _INT64.min <= ignore_index <= _INT64.max:
+    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
 
     labels = v.asarray(labels, "labels")
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must hold integer class indices, got dtype {labels.dtype}")
     v.check_shape(labels, "labels", shape=logits.shape[:-1])
-    kept = labels != ignore_index
-    bad = kept & ((labels < 0) | (labels >= n_classes))
-    if bad.any():
-        raise ValueError(f"labels: label {labels[bad].flat[0]} is out of range [0, {n_classes}) "
-                         f"and is not ignore_index ({ignore_index})")
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_classes))
+        if bad.any():
+            raise ValueError(f"labels: label {labels[bad].flat[0]} is out of range "
+                             f"[0, {n_classes}) and is not ignore_index ({ignore_index})")
 
     if weight is not None:
         weight = v.asarray(weight, "weight")

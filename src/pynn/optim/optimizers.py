@@ -29,7 +29,7 @@ class SGD(Optimizer):
     def _check_group(self, group):
         super()._check_group(group)
         group["momentum"] = check_float(group["momentum"], "momentum", low=0.0)
-        group["dampening"] = check_float(group["dampening"], "dampening")
+        group["dampening"] = check_float(group["dampening"], "dampening", 0.0, 1.0)
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0.0)
         _check_bool(group, "nesterov")
         if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
@@ -63,8 +63,8 @@ class RMSprop(Optimizer):
 
     def _check_group(self, group):
         super()._check_group(group)
-        group["alpha"] = check_float(group["alpha"], "alpha", low=0.0)
-        group["eps"] = check_float(group["eps"], "eps", low=0.0)
+        group["alpha"] = check_float(group["alpha"], "alpha", 0.0, 1.0)
+        group["eps"] = check_float(group["eps"], "eps", low=0.0, low_open=True)
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0.0)
         group["momentum"] = check_float(group["momentum"], "momentum", low=0.0)
         _check_bool(group, "centered")
@@ -107,7 +107,7 @@ class Adam(Optimizer):
             raise TypeError(f"betas must be a pair of numbers, got {group['betas']!r}") from None
         group["betas"] = (check_float(beta1, "betas[0]", 0.0, 1.0, high_open=True),
                           check_float(beta2, "betas[1]", 0.0, 1.0, high_open=True))
-        group["eps"] = check_float(group["eps"], "eps", low=0.0)
+        group["eps"] = check_float(group["eps"], "eps", low=0.0, low_open=True)
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0.0)
         _check_bool(group, "amsgrad")
 

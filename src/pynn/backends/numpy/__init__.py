@@ -19,3 +19,11 @@ from . import softmax_xent  # noqa: E402
 _export(softmax_xent)
 from . import eltwise  # noqa: E402
 _export(eltwise)
+from . import norm  # noqa: E402
+_export(norm)
+from . import dropout  # noqa: E402
+_export(dropout)
+from . import optim  # noqa: E402
+_export(optim)
+from . import gemm  # noqa: E402
+_export(gemm)

@@ -14,7 +14,8 @@ input. The formulas, as in PyTorch:
     gelu_tanh(x) = x (1 + tanh(w)) / 2, w = sqrt(2/pi) (x + 0.044715 x^3)
 
 relu and leaky_relu keep NaN (their comparisons are false for it); relu'(NaN) = 1 and
-leaky_relu'(NaN) = slope, as torch's kernels give.
+leaky_relu'(NaN) = slope, as torch's kernels give. At +-inf silu, gelu, gelu_tanh and
+their derivatives take their limits (0 or x; 0 or 1), where torch's x * 0 gives NaN.
 
 Forms that stay accurate where the textbook one cancels or overflows: sigmoid from
 e = exp(-|x|) (sigmoid(x) = 1/(1+e) for x >= 0, e/(1+e) below), 1 - sigmoid(x) taken as
@@ -34,17 +35,24 @@ NONE, RELU, LEAKY_RELU, SIGMOID, TANH, SILU, GELU, GELU_TANH = range(8)
 _GELU_TANH_2K = 2.0 * math.sqrt(2.0 / math.pi)
 _GELU_TANH_C = 0.044715
 _erfc = np.frompyfunc(math.erfc, 1, 1)
+# Derivatives are unchanged by clipping x here (their exponential factors underflowed
+# long before) and then give their limits at +-inf.
+_GRAD_CLIP = 1e4
 # inf * 0 in the tails (silu(-inf) is NaN, as in torch) and exp underflow are expected
 _quiet = np.errstate(invalid="ignore", over="ignore", under="ignore")
 
 
 def _sigmoid_pair(x):
-    """(sigmoid(x), sigmoid(-x)), both to full relative accuracy and without overflow."""
-    e = np.exp(-np.abs(x))
-    r = 1 / (1 + e)
-    er = e * r
-    neg = x < 0
-    return np.where(neg, er, r), np.where(neg, r, er)
+    """(sigmoid(x), sigmoid(-x)) = (exp(min(x, 0)), exp(-max(x, 0))) / (1 + exp(-|x|)):
+    both to full relative accuracy, and no exp argument is positive."""
+    d = 1 + np.exp(-np.abs(x))
+    return np.exp(np.minimum(x, 0)) / d, np.exp(-np.maximum(x, 0)) / d
+
+
+def _above_minus_inf(x):
+    """x with -inf raised to the most negative finite value, so that x * f(x) with f
+    underflowing to 0 gives the limit 0 at -inf instead of NaN."""
+    return np.maximum(x, -np.finfo(x.dtype).max)
 
 
 def _phi(x64):
@@ -75,12 +83,12 @@ def act_forward(y, x, act, negative_slope):
     elif act == TANH:
         y[...] = np.tanh(x)
     elif act == SILU:
-        y[...] = x * _sigmoid_pair(x)[0]
+        y[...] = _above_minus_inf(x) * _sigmoid_pair(x)[0]
     elif act == GELU:
         x64 = x.astype(np.float64)
-        y[...] = x64 * _phi(x64)[0]
+        y[...] = _above_minus_inf(x64) * _phi(x64)[0]
     elif act == GELU_TANH:
-        y[...] = x * _sigmoid_pair(_gelu_tanh_inner(x)[0])[0]
+        y[...] = _above_minus_inf(x) * _sigmoid_pair(_gelu_tanh_inner(x)[0])[0]
     else:
         raise ValueError(f"act_forward: unknown activation code {act}")
 
@@ -102,13 +110,15 @@ def act_backward(dx, dy, x, act, negative_slope):
         s, sc = _sigmoid_pair(2 * x)
         dx[...] = dy * (4 * (s * sc))
     elif act == SILU:
+        x = np.clip(x, -_GRAD_CLIP, _GRAD_CLIP)
         s, sc = _sigmoid_pair(x)
         dx[...] = dy * (s * (1 + x * sc))
     elif act == GELU:
-        x64 = x.astype(np.float64)
+        x64 = np.clip(x.astype(np.float64), -_GRAD_CLIP, _GRAD_CLIP)
         cdf, density = _phi(x64)
         dx[...] = dy * (cdf + x64 * density)
     elif act == GELU_TANH:
+        x = np.clip(x, -_GRAD_CLIP, _GRAD_CLIP)
         w2, dw2 = _gelu_tanh_inner(x)
         s, sc = _sigmoid_pair(w2)
         dx[...] = dy * (s * (1 + x * sc * dw2))
@@ -122,5 +132,7 @@ def act_backward_output(dx, dy, y, act):
     (dy (1 - y^2)); dx, dy, y (n,). dx may be dy or y."""
     if act == SIGMOID:
         dx[...] = dy * (y * (1 - y))
-    else:
+    elif act == TANH:
         dx[...] = dy * (1 - y * y)
+    else:
+        raise ValueError(f"act_backward_output: activation code {act} is not sigmoid or tanh")

@@ -1,0 +1,70 @@
+"""Reference GEMM with a fused epilogue, and the column sum of a linear layer's backward
+(csrc/gemm/).
+
+A matrix here is a 2-D array of one float dtype whose rows are contiguous (unit stride in
+the last dimension) and whose row stride may be larger than a row: the native kernels
+take that stride as BLAS's leading dimension. Outputs are written in place.
+
+The native GEMM sums each element over k in fixed blocks, with fused multiply-adds, so
+its results differ from these (NumPy's BLAS) by rounding only: within a few ulp of
+sum |a_ik b_kj|.
+"""
+import numpy as np
+
+from .eltwise import act_forward
+
+__all__ = ["gemm", "gemm_batched", "gemm_colsum"]
+
+
+def gemm(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope, preact):
+    """c (m, n) = act(alpha * op(a) @ op(b) + beta * c + bias), in place.
+
+    op(a) (m, k) is a, or a.T when trans_a (a stored (k, m)); op(b) (k, n) is b, or b.T when
+    trans_b (b stored (n, k)). bias: (n,) or None. activation: a pynn_act code (the index
+    in pynn.ops._activations.ACTIVATIONS); negative_slope is used by leaky_relu. preact:
+    (m, n) or None; receives the value before the activation (what backward needs).
+    beta == 0 never reads c, which may then hold anything, NaN included.
+    """
+    opa = a.T if trans_a else a
+    opb = b.T if trans_b else b
+    dtype = c.dtype.type
+    z = np.matmul(opa, opb)
+    if alpha != 1:
+        z *= dtype(alpha)
+    if beta != 0:
+        z += dtype(beta) * c
+    if bias is not None:
+        z += bias
+    if preact is not None:
+        preact[...] = z
+    y = np.empty_like(z)
+    act_forward(y.reshape(-1), z.reshape(-1), activation, negative_slope)
+    c[...] = y
+
+
+def gemm_batched(c, a, b, trans_a, trans_b, alpha, beta):
+    """c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e] for every e, in place.
+
+    c (batch, m, n); a (batch or 1, m, k), or (batch or 1, k, m) when trans_a; b
+    (batch or 1, k, n), or (batch or 1, n, k) when trans_b. One matrix in a or b is
+    shared by the whole batch. beta == 0 never reads c.
+    """
+    opa = np.swapaxes(a, 1, 2) if trans_a else a
+    opb = np.swapaxes(b, 1, 2) if trans_b else b
+    dtype = c.dtype.type
+    z = np.matmul(opa, opb)
+    if alpha != 1:
+        z *= dtype(alpha)
+    if beta != 0:
+        z += dtype(beta) * c
+    c[...] = z
+
+
+def gemm_colsum(db, dy, accumulate):
+    """db (n,) = the sum of the rows of dy (m, n), or db += that when accumulate: the
+    gradient of a bias broadcast over the rows."""
+    s = dy.sum(axis=0, dtype=dy.dtype)
+    if accumulate:
+        db += s
+    else:
+        db[...] = s

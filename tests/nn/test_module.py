@@ -1,0 +1,311 @@
+"""Module mechanics: registration, state_dict (PyTorch keys and layouts, real torch
+models), modes, no_grad, fusion, repr/summary, errors; and pynn.init."""
+import math
+from collections import OrderedDict
+
+import numpy as np
+import pytest
+
+import pynn
+from pynn import init, nn
+
+
+def _mlp(bn=True):
+    layers = [nn.Linear(8, 16), nn.ReLU()]
+    if bn:
+        layers.append(nn.BatchNorm1d(16))
+    layers += [nn.Dropout(0.1), nn.Linear(16, 4)]
+    return nn.Sequential(*layers)
+
+
+def test_parameters_and_state_dict_keys_follow_pytorch():
+    model = _mlp()
+    assert [n for n, _ in model.named_parameters()] == ["0.weight", "0.bias", "2.weight",
+                                                         "2.bias", "4.weight", "4.bias"]
+    assert list(model.state_dict()) == [
+        "0.weight", "0.bias", "2.weight", "2.bias", "2.running_mean", "2.running_var",
+        "2.num_batches_tracked", "4.weight", "4.bias"]
+    sd = model.state_dict()
+    assert sd["0.weight"].shape == (16, 8) and sd["0.weight"].dtype == np.float32
+    assert sd["2.num_batches_tracked"].dtype == np.int64 and sd["2.num_batches_tracked"].shape == ()
+    sd["0.weight"][...] = 0   # a copy: the model is unchanged
+    assert np.any(model[0].weight.data != 0)
+
+
+def test_state_dict_round_trip_is_exact():
+    pynn.manual_seed(0)
+    a, b = _mlp(), _mlp()
+    a.train()(np.random.default_rng(0).standard_normal((5, 8)))   # move the running stats
+    b.load_state_dict(a.state_dict())
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert ka == kb
+        np.testing.assert_array_equal(va, vb)
+
+
+def test_load_state_dict_refuses_bad_keys_and_shapes():
+    model = _mlp()
+    sd = model.state_dict()
+    missing = dict(sd)
+    del missing["4.bias"]
+    with pytest.raises(ValueError, match="missing keys: '4.bias'"):
+        model.load_state_dict(missing)
+    with pytest.raises(RuntimeError, match="unexpected keys: 'extra'"):
+        model.load_state_dict(dict(sd, extra=np.zeros(1)))
+    result = model.load_state_dict(dict(missing, extra=np.zeros(1)), strict=False)
+    assert result.missing_keys == ["4.bias"] and result.unexpected_keys == ["extra"]
+    before = model.state_dict()
+    bad = dict(sd)
+    bad["0.bias"] = np.zeros(16)
+    bad["4.weight"] = np.zeros((4, 15))
+    with pytest.raises(ValueError, match=r"'4.weight'.*shape \(4, 15\).*\(4, 16\)"):
+        model.load_state_dict(bad)
+    for k, v in model.state_dict().items():   # nothing was written
+        np.testing.assert_array_equal(v, before[k])
+    with pytest.raises(ValueError, match="num_batches_tracked"):
+        model.load_state_dict(dict(sd, **{"2.num_batches_tracked": np.float64(1.5)}))
+    with pytest.raises(TypeError):
+        model.load_state_dict([1, 2])
+
+
+def test_torch_state_dict_loads_and_matches_forward():
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    torch.manual_seed(0)
+    tmodel = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+                                 torch.nn.BatchNorm1d(16), torch.nn.Dropout(0.1),
+                                 torch.nn.Linear(16, 4))
+    with torch.no_grad():   # a few training-mode passes give non-trivial running stats
+        for _ in range(3):
+            tmodel(torch.randn(32, 8))
+    tmodel.eval()
+    x = np.random.default_rng(0).standard_normal((10, 8)).astype(np.float32)
+    expected = tmodel(torch.from_numpy(x)).detach().numpy()
+    model = _mlp()
+    model.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
+    model.eval()
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-5)
+    assert int(model[2].num_batches_tracked) == 3
+
+
+def test_torch_training_gradients_match(backend):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    torch.manual_seed(1)
+    tmodel = torch.nn.Sequential(torch.nn.Linear(6, 10), torch.nn.Tanh(),
+                                 torch.nn.BatchNorm1d(10), torch.nn.Linear(10, 10),
+                                 torch.nn.GELU(), torch.nn.Linear(10, 3)).double()
+    model = nn.Sequential(nn.Linear(6, 10), nn.Tanh(), nn.BatchNorm1d(10), nn.Linear(10, 10),
+                          nn.GELU(), nn.Linear(10, 3)).double()
+    model.load_state_dict({k: v.numpy() for k, v in tmodel.state_dict().items()})
+    rng = np.random.default_rng(2)
+    x, y = rng.standard_normal((7, 6)), rng.integers(0, 3, 7)
+    tloss = torch.nn.functional.cross_entropy(tmodel(torch.from_numpy(x)), torch.from_numpy(y),
+                                              label_smoothing=0.1)
+    tloss.backward()
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    loss = loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    assert loss == pytest.approx(tloss.item(), rel=1e-12)
+    tgrads = {n: p.grad.numpy() for n, p in tmodel.named_parameters()}
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(p.grad, tgrads[name], rtol=1e-9, atol=1e-12, err_msg=name)
+    for key in ("2.running_mean", "2.running_var"):
+        np.testing.assert_allclose(model.state_dict()[key], tmodel.state_dict()[key].numpy(),
+                                   rtol=1e-12)
+
+
+def test_linear_and_activation_run_as_one_fused_call(monkeypatch):
+    calls = []
+    real_linear, real_activation = pynn.ops.linear, pynn.ops.activation
+    monkeypatch.setattr(pynn.ops, "linear",
+                        lambda *a, **k: calls.append(("linear", k.get("activation"))) or real_linear(*a, **k))
+    monkeypatch.setattr(pynn.ops, "activation",
+                        lambda *a, **k: calls.append(("activation",)) or real_activation(*a, **k))
+    model = nn.Sequential(nn.Linear(4, 5), nn.LeakyReLU(0.2), nn.Linear(5, 3))
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    y = model(x)
+    assert calls == [("linear", "leaky_relu"), ("linear", None)]
+    unfused = model[2](model[1](model[0](x)))   # the same maths, module by module
+    np.testing.assert_allclose(y, unfused, rtol=1e-6, atol=1e-6)
+
+
+def test_sequential_container_behaviour():
+    a, b, c = nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)
+    model = nn.Sequential(a, b, c)
+    assert len(model) == 3 and model[0] is a and model[-1] is c and list(model) == [a, b, c]
+    head = model[:2]
+    assert isinstance(head, nn.Sequential) and list(head) == [a, b]
+    named = nn.Sequential(OrderedDict([("fc", nn.Linear(3, 2)), ("act", nn.Tanh())]))
+    assert list(named.state_dict()) == ["fc.weight", "fc.bias"]
+    with pytest.raises(ValueError, match="already in the Sequential"):
+        nn.Sequential(b, b)
+    with pytest.raises(TypeError, match="expected a Module"):
+        nn.Sequential(a, "relu")
+    ml = nn.ModuleList([nn.Linear(2, 2), nn.Linear(2, 2)])
+    assert list(ml.state_dict()) == ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_modes_propagate_and_dropout_is_identity_in_eval():
+    model = _mlp()
+    model.eval()
+    assert not any(m.training for m in model.modules())
+    x = np.ones((4, 8), np.float32)
+    np.testing.assert_array_equal(model(x), model(x))
+    model.train()
+    assert all(m.training for m in model.modules())
+    with pytest.raises(TypeError):
+        model.train("yes")
+
+
+def test_dropout_scales_survivors():
+    pynn.manual_seed(0)
+    drop = nn.Dropout(0.25)
+    y = drop(np.ones((200, 50), np.float32))
+    kept = y != 0
+    np.testing.assert_allclose(y[kept], 1 / 0.75, rtol=1e-6)
+    assert abs(kept.mean() - 0.75) < 0.02
+
+
+def test_backward_needs_a_recorded_forward():
+    layer = nn.Linear(3, 2)
+    with pytest.raises(RuntimeError, match="forward"):
+        layer.backward(np.ones((1, 2)))
+    with pynn.no_grad():
+        layer(np.ones((1, 3)))
+    with pytest.raises(RuntimeError, match="no_grad"):
+        layer.backward(np.ones((1, 2)))
+    assert pynn.nn.is_grad_enabled()
+    model = _mlp()
+    with pynn.no_grad():
+        model(np.ones((2, 8)))
+    with pytest.raises(RuntimeError):
+        model.backward(np.ones((2, 4)))
+
+
+def test_eval_mode_backward_is_supported():
+    """Layers cache in evaluation mode too, so backward after an eval forward is correct
+    (the gradient of the eval-mode function)."""
+    bn = nn.BatchNorm1d(2).double().eval()
+    bn.running_var[...] = [4.0, 0.25]
+    bn(np.zeros((3, 2)))
+    dx = bn.backward(np.ones((3, 2)))
+    np.testing.assert_allclose(dx[0], 1 / np.sqrt(np.array([4.0, 0.25]) + 1e-5))
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="in_features"):
+        nn.Linear(0, 5)
+    with pytest.raises(TypeError, match="out_features"):
+        nn.Linear(3, 2.5)
+    with pytest.raises(ValueError, match="expected input with 3 features"):
+        nn.Linear(3, 2)(np.ones((4, 5)))
+    with pytest.raises(ValueError, match="grad_output has shape"):
+        layer = nn.Linear(3, 2)
+        layer(np.ones((4, 3)))
+        layer.backward(np.ones((4, 3)))
+    with pytest.raises(ValueError, match="p must be"):
+        nn.Dropout(1.5)
+    with pytest.raises(ValueError, match=r"\(N, 4\)"):
+        nn.BatchNorm1d(4)(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        nn.BatchNorm1d(3)(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="target must have shape"):
+        nn.CrossEntropyLoss()(np.ones((4, 3)), np.zeros(5, np.int64))
+    with pytest.raises(TypeError, match="integer class indices"):
+        nn.CrossEntropyLoss()(np.ones((4, 3)), np.zeros(4))
+    with pytest.raises(ValueError, match="reduction"):
+        nn.MSELoss(reduction="avg")
+    with pytest.raises(ValueError, match="must match"):
+        nn.MSELoss()(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="must be equal"):
+        nn.Residual(nn.Linear(3, 2))(np.ones((1, 3)))
+    with pytest.raises(ValueError, match="approximate"):
+        nn.GELU(approximate="fast")
+
+
+def test_to_dtype_and_input_casting():
+    model = _mlp().double()
+    assert all(p.dtype == np.float64 for p in model.parameters())
+    assert model[2].running_mean.dtype == np.float64
+    assert model[2].num_batches_tracked.dtype == np.int64
+    assert model(np.ones((3, 8), np.float32)).dtype == np.float64
+    with pytest.raises(TypeError):
+        model.to(np.int32)
+
+
+def test_repr_and_summary():
+    model = _mlp()
+    text = repr(model)
+    assert "(0): Linear(in_features=8, out_features=16, bias=True)" in text
+    assert "(3): Dropout(p=0.1)" in text
+    lines = []
+    model.summary(input_shape=(8,), print_fn=lines.append)
+    summary = lines[0]
+    total = 8 * 16 + 16 + 32 + 16 * 4 + 4
+    assert f"Total params: {total:,}" in summary
+    assert "(None, 16)" in summary and "(None, 4)" in summary
+    assert model.training and model.summary(print_fn=None).count("Linear") == 2
+
+
+def test_custom_module_composes():
+    class Scale(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.s = nn.Parameter(np.array([2.0]))
+
+        def forward(self, x):
+            self._x = x
+            return x * self.s.data
+
+        def backward(self, grad_output):
+            self.s.grad = np.array([np.sum(grad_output * self._x)])
+            return grad_output * self.s.data
+
+    model = nn.Sequential(nn.Linear(2, 2).double(), Scale())
+    model(np.ones((1, 2)))
+    model.backward(np.ones((1, 2)), input_grad=False)
+    assert model[1].s.grad is not None and model[0].weight.grad is not None
+    assert "1.s" in model.state_dict()
+
+
+# -- init ----------------------------------------------------------------------------------
+
+def test_default_linear_init_matches_pytorch_bounds():
+    layer = nn.Linear(400, 300)
+    bound = 1 / math.sqrt(400)
+    assert np.abs(layer.weight.data).max() <= bound
+    assert np.abs(layer.weight.data).max() > 0.95 * bound
+    assert np.abs(layer.bias.data).max() <= bound
+    # U(-b, b) has standard deviation b / sqrt(3)
+    assert layer.weight.data.std() == pytest.approx(bound / math.sqrt(3), rel=0.02)
+
+
+@pytest.mark.parametrize("fn,expected_std", [
+    (lambda w: init.kaiming_normal_(w, nonlinearity="relu"), math.sqrt(2 / 500)),
+    (lambda w: init.kaiming_uniform_(w, nonlinearity="relu"), math.sqrt(2 / 500)),
+    (lambda w: init.kaiming_normal_(w, mode="fan_out", nonlinearity="relu"), math.sqrt(2 / 400)),
+    (lambda w: init.xavier_normal_(w), math.sqrt(2 / 900)),
+    (lambda w: init.xavier_uniform_(w, gain=init.calculate_gain("tanh")), 5 / 3 * math.sqrt(2 / 900)),
+])
+def test_init_statistics(fn, expected_std):
+    pynn.manual_seed(0)
+    w = nn.Parameter(np.empty((400, 500), np.float32))
+    assert fn(w) is w
+    assert w.data.std() == pytest.approx(expected_std, rel=0.02)
+    assert abs(w.data.mean()) < 0.05 * expected_std
+
+
+def test_init_constants_and_errors():
+    w = np.empty((3, 4))
+    init.ones_(w)
+    assert np.all(w == 1)
+    init.zeros_(w)
+    assert np.all(w == 0)
+    with pytest.raises(ValueError, match="at least 2 dimensions"):
+        init.xavier_uniform_(np.empty(5))
+    with pytest.raises(TypeError, match="floats"):
+        init.zeros_(np.empty(3, np.int64))
+    with pytest.raises(ValueError):
+        init.kaiming_normal_(w, mode="fan_middle")
+    pynn.manual_seed(5)
+    a = init.normal_(np.empty(4)).copy()
+    pynn.manual_seed(5)
+    np.testing.assert_array_equal(init.normal_(np.empty(4)), a)
