@@ -11,8 +11,10 @@
  * Semantics follow PyTorch: relu(NaN) = NaN, relu'(0) = 0, leaky_relu'(0) = the slope,
  * relu' and leaky_relu' of NaN take the "not positive" branch of their comparison as
  * torch's kernels do (relu': dy, leaky': slope * dy). At +-inf silu, gelu and their
- * derivatives give their limits (torch gives NaN for some of them: inf * 0). Outputs may be the same array as an input (in place); other
- * overlaps are not allowed.
+ * derivatives give their limits, where torch's x * 0 gives NaN for some of them.
+ * Outputs may be the same array as an input (in place); other overlaps are not allowed:
+ * element i is read before it is written, and gcc's run-time alias check lets
+ * identical pointers take the vector loop.
  */
 #include "act.h"
 #include "isa.h"
@@ -48,6 +50,7 @@ PYNN_INLINE double above_minus_inf_f64(double x) { return x < -DBL_MAX ? -DBL_MA
 /* ---- float: one element -------------------------------------------------------------- */
 PYNN_INLINE float relu_f32(float x) { return x < 0.0f ? 0.0f : x; }
 PYNN_INLINE float leaky_relu_f32(float x, float slope) { return x > 0.0f ? x : x * slope; }
+
 /* x * sigmoid(x) with -inf raised to -FLT_MAX, so silu(-inf) is its limit 0, not
  * -inf * 0 */
 PYNN_INLINE float silu_f32(float x)

@@ -16,7 +16,8 @@
 
 #include "isa.h"
 
-#define MIN_PARALLEL 32768
+#define MIN_PARALLEL 32768 /* elements a thread must have before a loop is split */
+#define CHUNK 8192         /* elements per unit of parallel work */
 
 #define REAL float
 #define SFX f32

@@ -1,6 +1,12 @@
 /* The kernels of optim.c for one float type. optim.c includes this file twice, with
  * REAL = float, SFX = f32 and with REAL = double, SFX = f64. Comments give the PyTorch
- * operation each line reproduces. */
+ * operation each line reproduces.
+ *
+ * Each kernel runs over fixed chunks of CHUNK elements, in parallel, and calls an inline
+ * `*_range` function whose options that touch memory (a state buffer that may be NULL)
+ * are constants at each call site: the compiler then builds one vector loop per variant.
+ * A single loop that merely skipped the NULL buffer would be if-converted into masked
+ * loads from address 0, which AVX-512 serves through a slow fault-suppression assist. */
 
 #define TFN(name) PYNN_CAT(name, SFX)
 
@@ -11,11 +17,34 @@ PYNN_INLINE REAL TFN(lerp)(REAL start, REAL end, REAL w, int small_w)
     return small_w ? start + w * (end - start) : end - (end - start) * ((REAL)1 - w);
 }
 
+/* Hyperparameters rounded to REAL, as ATen rounds Python scalars. */
+typedef struct {
+    REAL lr, momentum, dampened, weight_decay;
+    int decay, nesterov, first_step;
+} TFN(sgd_coef);
+
+PYNN_INLINE void TFN(sgd_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT momentum_buffer,
+                                const REAL *PYNN_RESTRICT grad, TFN(sgd_coef) k, int heavy_ball,
+                                int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        REAL d = grad[i];
+        if (k.decay)
+            d = d + k.weight_decay * param[i];          /* grad.add(param, alpha=wd) */
+        if (heavy_ball) {
+            const REAL b = k.first_step ? d             /* clone(grad) */
+                                        : momentum_buffer[i] * k.momentum + k.dampened * d;
+            momentum_buffer[i] = b;                     /* buf.mul_(mu).add_(grad, 1-damp) */
+            d = k.nesterov ? d + k.momentum * b : b;    /* grad.add(buf, alpha=momentum) */
+        }
+        param[i] = param[i] - k.lr * d;                 /* param.add_(grad, alpha=-lr) */
+    }
+}
+
 /* param, momentum_buffer, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *PYNN_RESTRICT param,
-                                              REAL *PYNN_RESTRICT momentum_buffer,
-                                              const REAL *PYNN_RESTRICT grad, double lr,
-                                              double momentum, double dampening, int nesterov,
+pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *param, REAL *momentum_buffer,
+                                              const REAL *grad, double lr, double momentum,
+                                              double dampening, int nesterov,
                                               double weight_decay, int first_step, int64_t n,
                                               int nthreads)
 {
@@ -23,116 +52,150 @@ pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *PYNN_RESTRICT param,
         (momentum != 0) != (momentum_buffer != NULL) ||
         (nesterov && (momentum == 0 || dampening != 0)))
         return PYNN_ERR_ARG;
-    const REAL lr_ = (REAL)lr, mu = (REAL)momentum, wd = (REAL)weight_decay;
-    const REAL keep = (REAL)(1 - dampening);
-    const int decay = weight_decay != 0;
+    const TFN(sgd_coef) k = {(REAL)lr, (REAL)momentum, (REAL)(1 - dampening),
+                             (REAL)weight_decay, weight_decay != 0, nesterov, first_step};
+    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
     (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; i++) {
-        REAL d = grad[i];
-        if (decay)
-            d = d + wd * param[i];                      /* grad.add(param, alpha=wd) */
-        if (momentum_buffer) {
-            const REAL b = first_step ? d               /* clone(grad) */
-                                      : momentum_buffer[i] * mu + keep * d; /* mul_, add_ */
-            momentum_buffer[i] = b;
-            d = nesterov ? d + mu * b : b;              /* grad.add(buf, alpha=momentum) */
-        }
-        param[i] = param[i] - lr_ * d;                  /* param.add_(grad, alpha=-lr) */
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        if (momentum_buffer)
+            TFN(sgd_range)(param, momentum_buffer, grad, k, 1, i0, i1);
+        else
+            TFN(sgd_range)(param, NULL, grad, k, 0, i0, i1);
     }
     return PYNN_OK;
 }
 
+typedef struct {
+    REAL step_size, bc2_sqrt, w1, beta2, w2, eps, weight_decay, shrink;
+    int small_w1, coupled, decoupled;
+} TFN(adam_coef);
+
+PYNN_INLINE void TFN(adam_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT exp_avg,
+                                 REAL *PYNN_RESTRICT exp_avg_sq,
+                                 REAL *PYNN_RESTRICT max_exp_avg_sq,
+                                 const REAL *PYNN_RESTRICT grad, TFN(adam_coef) k, int amsgrad,
+                                 int64_t i0, int64_t i1)
+{
+    for (int64_t i = i0; i < i1; i++) {
+        REAL p = param[i], g = grad[i];
+        if (k.decoupled)
+            p = p * k.shrink;                           /* param.mul_(1 - lr*wd) */
+        if (k.coupled)
+            g = g + k.weight_decay * p;                 /* grad.add(param, alpha=wd) */
+        const REAL m = TFN(lerp)(exp_avg[i], g, k.w1, k.small_w1); /* lerp_(grad, 1-beta1) */
+        const REAL v = exp_avg_sq[i] * k.beta2 + k.w2 * g * g; /* mul_(b2).addcmul_(g, g, 1-b2) */
+        REAL vhat = v;
+        if (amsgrad) {                                  /* torch.maximum: NaN wins */
+            const REAL old = max_exp_avg_sq[i];
+            vhat = (v > old || v != v) ? v : old;
+            max_exp_avg_sq[i] = vhat;
+        }
+        const REAL denom = sqrt(vhat) / k.bc2_sqrt + k.eps;
+        exp_avg[i] = m;
+        exp_avg_sq[i] = v;
+        param[i] = p - k.step_size * (m / denom);       /* addcdiv_(m, denom, -step_size) */
+    }
+}
+
 /* param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *PYNN_RESTRICT param,
-                                               REAL *PYNN_RESTRICT exp_avg,
-                                               REAL *PYNN_RESTRICT exp_avg_sq,
-                                               REAL *PYNN_RESTRICT max_exp_avg_sq,
-                                               const REAL *PYNN_RESTRICT grad, int64_t step,
-                                               double lr, double beta1, double beta2, double eps,
-                                               double weight_decay, int decoupled_weight_decay,
-                                               int64_t n, int nthreads)
+pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *param, REAL *exp_avg, REAL *exp_avg_sq,
+                                               REAL *max_exp_avg_sq, const REAL *grad,
+                                               int64_t step, double lr, double beta1,
+                                               double beta2, double eps, double weight_decay,
+                                               int decoupled_weight_decay, int64_t n,
+                                               int nthreads)
 {
     if (n < 0 || step < 1 || !(lr >= 0) || !(beta1 >= 0 && beta1 < 1) ||
         !(beta2 >= 0 && beta2 < 1) || !(eps >= 0) || !(weight_decay >= 0))
         return PYNN_ERR_ARG;
     const double bias_correction1 = 1 - pow(beta1, (double)step);
     const double bias_correction2 = 1 - pow(beta2, (double)step);
-    const REAL step_size = (REAL)(lr / bias_correction1);
-    const REAL bc2_sqrt = (REAL)sqrt(bias_correction2);
-    const REAL w1 = (REAL)(1 - beta1), b2 = (REAL)beta2, w2 = (REAL)(1 - beta2);
-    const REAL eps_ = (REAL)eps, wd = (REAL)weight_decay;
-    const REAL shrink = (REAL)(1 - lr * weight_decay);
-    const int small_w1 = w1 < (REAL)0.5;
-    const int coupled = weight_decay != 0 && !decoupled_weight_decay;
-    const int decoupled = weight_decay != 0 && decoupled_weight_decay;
+    const REAL w1 = (REAL)(1 - beta1);
+    const TFN(adam_coef) k = {(REAL)(lr / bias_correction1), (REAL)sqrt(bias_correction2), w1,
+                              (REAL)beta2, (REAL)(1 - beta2), (REAL)eps, (REAL)weight_decay,
+                              (REAL)(1 - lr * weight_decay), w1 < (REAL)0.5,
+                              weight_decay != 0 && !decoupled_weight_decay,
+                              weight_decay != 0 && decoupled_weight_decay};
+    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
     const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
     (void)nt; /* read only by OpenMP */
 #pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; i++) {
-        REAL p = param[i], g = grad[i];
-        if (decoupled)
-            p = p * shrink;                             /* param.mul_(1 - lr*wd) */
-        if (coupled)
-            g = g + wd * p;                             /* grad.add(param, alpha=wd) */
-        const REAL m = TFN(lerp)(exp_avg[i], g, w1, small_w1); /* exp_avg.lerp_(grad, 1-b1) */
-        const REAL v = exp_avg_sq[i] * b2 + w2 * g * g; /* mul_(b2).addcmul_(g, g, 1-b2) */
-        REAL vhat = v;
-        if (max_exp_avg_sq) {                           /* torch.maximum: NaN wins */
-            const REAL old = max_exp_avg_sq[i];
-            vhat = (v > old || v != v) ? v : old;
-            max_exp_avg_sq[i] = vhat;
-        }
-        const REAL denom = sqrt(vhat) / bc2_sqrt + eps_;
-        exp_avg[i] = m;
-        exp_avg_sq[i] = v;
-        param[i] = p - step_size * (m / denom);         /* addcdiv_(m, denom, -step_size) */
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        if (max_exp_avg_sq)
+            TFN(adam_range)(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, k, 1, i0, i1);
+        else
+            TFN(adam_range)(param, exp_avg, exp_avg_sq, NULL, grad, k, 0, i0, i1);
     }
     return PYNN_OK;
 }
 
-/* param, square_avg, momentum_buffer, grad_avg, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *PYNN_RESTRICT param,
-                                                  REAL *PYNN_RESTRICT square_avg,
-                                                  REAL *PYNN_RESTRICT momentum_buffer,
-                                                  REAL *PYNN_RESTRICT grad_avg,
-                                                  const REAL *PYNN_RESTRICT grad, double lr,
-                                                  double alpha, double eps, double weight_decay,
-                                                  double momentum, int64_t n, int nthreads)
+typedef struct {
+    REAL lr, alpha, w, eps, weight_decay, momentum;
+    int small_w, decay;
+} TFN(rmsprop_coef);
+
+PYNN_INLINE void TFN(rmsprop_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT square_avg,
+                                    REAL *PYNN_RESTRICT momentum_buffer,
+                                    REAL *PYNN_RESTRICT grad_avg, const REAL *PYNN_RESTRICT grad,
+                                    TFN(rmsprop_coef) k, int heavy_ball, int centered,
+                                    int64_t i0, int64_t i1)
 {
-    if (n < 0 || !(lr >= 0) || !(alpha >= 0 && alpha <= 1) || !(eps >= 0) ||
-        !(weight_decay >= 0) || !(momentum >= 0))
-        return PYNN_ERR_ARG;
-    const REAL lr_ = (REAL)lr, a = (REAL)alpha, w = (REAL)(1 - alpha), eps_ = (REAL)eps;
-    const REAL wd = (REAL)weight_decay, mu = (REAL)momentum;
-    const int small_w = w < (REAL)0.5;
-    const int decay = weight_decay != 0;
-    const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
-    (void)nt; /* read only by OpenMP */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = i0; i < i1; i++) {
         REAL g = grad[i];
-        if (decay)
-            g = g + wd * param[i];                      /* grad.add(param, alpha=wd) */
-        const REAL s = square_avg[i] * a + w * g * g;   /* mul_(alpha).addcmul_(g, g, 1-alpha) */
+        if (k.decay)
+            g = g + k.weight_decay * param[i];          /* grad.add(param, alpha=wd) */
+        const REAL s = square_avg[i] * k.alpha + k.w * g * g; /* mul_(a).addcmul_(g, g, 1-a) */
         square_avg[i] = s;
         REAL avg;
-        if (grad_avg) {
-            const REAL ga = TFN(lerp)(grad_avg[i], g, w, small_w); /* grad_avg.lerp_(g, 1-a) */
+        if (centered) {
+            const REAL ga = TFN(lerp)(grad_avg[i], g, k.w, k.small_w); /* lerp_(grad, 1-a) */
             grad_avg[i] = ga;
             avg = sqrt(s - ga * ga);                    /* addcmul(ga, ga, value=-1).sqrt_() */
         } else {
             avg = sqrt(s);
         }
-        avg = avg + eps_;
-        if (momentum_buffer) {
-            const REAL b = momentum_buffer[i] * mu + g / avg; /* mul_(mu).addcdiv_(g, avg) */
+        avg = avg + k.eps;
+        if (heavy_ball) {
+            const REAL b = momentum_buffer[i] * k.momentum + g / avg; /* mul_.addcdiv_(g, avg) */
             momentum_buffer[i] = b;
-            param[i] = param[i] - lr_ * b;              /* param.add_(buf, alpha=-lr) */
+            param[i] = param[i] - k.lr * b;             /* param.add_(buf, alpha=-lr) */
         } else {
-            param[i] = param[i] - lr_ * (g / avg);      /* addcdiv_(g, avg, value=-lr) */
+            param[i] = param[i] - k.lr * (g / avg);     /* addcdiv_(g, avg, value=-lr) */
         }
+    }
+}
+
+/* param, square_avg, momentum_buffer, grad_avg, grad (n) */
+pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *param, REAL *square_avg,
+                                                  REAL *momentum_buffer, REAL *grad_avg,
+                                                  const REAL *grad, double lr, double alpha,
+                                                  double eps, double weight_decay,
+                                                  double momentum, int64_t n, int nthreads)
+{
+    if (n < 0 || !(lr >= 0) || !(alpha >= 0 && alpha <= 1) || !(eps >= 0) ||
+        !(weight_decay >= 0) || !(momentum >= 0))
+        return PYNN_ERR_ARG;
+    const REAL w = (REAL)(1 - alpha);
+    const TFN(rmsprop_coef) k = {(REAL)lr, (REAL)alpha, w, (REAL)eps, (REAL)weight_decay,
+                                 (REAL)momentum, w < (REAL)0.5, weight_decay != 0};
+    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
+    const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
+    (void)nt; /* read only by OpenMP */
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int64_t c = 0; c < chunks; c++) {
+        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
+        if (momentum_buffer && grad_avg)
+            TFN(rmsprop_range)(param, square_avg, momentum_buffer, grad_avg, grad, k, 1, 1, i0, i1);
+        else if (momentum_buffer)
+            TFN(rmsprop_range)(param, square_avg, momentum_buffer, NULL, grad, k, 1, 0, i0, i1);
+        else if (grad_avg)
+            TFN(rmsprop_range)(param, square_avg, NULL, grad_avg, grad, k, 0, 1, i0, i1);
+        else
+            TFN(rmsprop_range)(param, square_avg, NULL, NULL, grad, k, 0, 0, i0, i1);
     }
     return PYNN_OK;
 }

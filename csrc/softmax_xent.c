@@ -5,15 +5,18 @@
  * second half of this file, which includes itself twice (float, then double).
  *
  * Softmax runs along the middle axis of a contiguous (M, C, K) array, which is any array
- * and any axis without a transpose: K == 1 is the row case (a row of C contiguous
- * values), K > 1 walks blocks of up to KBLOCK neighbouring columns so that the vector
- * lanes run along K. Rows are shifted by their maximum before exp, so large values
- * cannot overflow; NaN or inf in a row makes that row NaN (inf - inf), as in PyTorch.
+ * and any axis without a transpose. K > 1 walks blocks of up to KBLOCK neighbouring
+ * columns, the vector lanes running along K. K == 1 is the row case: rows of at least
+ * LANES values are reduced one at a time, shorter rows (classifier heads with ten
+ * classes) a chunk of ROW_CHUNK rows at a time, transposed so that the lanes run across
+ * rows. Rows are shifted by their maximum before exp, so large values cannot overflow;
+ * NaN or inf in a row makes that row NaN (inf - inf), as in PyTorch.
  *
- * Sums along a row go into LANES independent accumulators combined in a fixed order:
- * this is what lets the compiler vectorise them without -ffast-math, and it fixes the
- * summation order whatever the thread count. The fused cross-entropy adds its row
- * losses in chunks of ROW_CHUNK rows, combined in chunk order, for the same reason.
+ * Every value's summation order is fixed by the shape alone: sums along a long row go
+ * into LANES accumulators folded in a fixed order (which is also what lets the compiler
+ * vectorise them without -ffast-math), the other paths sum sequentially along C, and
+ * the cross-entropy adds its row losses per chunk of ROW_CHUNK rows, then the chunks in
+ * order. So results do not depend on the thread count, nor a row's on its batch.
  */
 #ifndef PYNN_SX_REAL
 
@@ -216,8 +219,9 @@ PYNN_INLINE real FN(row_sum_exp)(const real *x, real m, int64_t n)
     return FN(fold_sum)(acc) + s;
 }
 
-/* e[i] = exp(x[i] - m); returns sum_i e[i]. e may be x. */
-PYNN_INLINE real FN(row_exp_sum)(real *e, const real *x, real m, int64_t n)
+/* e[i] = exp(x[i] - m); returns sum_i e[i]. */
+PYNN_INLINE real FN(row_exp_sum)(real *PYNN_RESTRICT e, const real *PYNN_RESTRICT x, real m,
+                                 int64_t n)
 {
     real acc[LANES] = {0}, s = 0;
     int64_t i = 0;
@@ -260,8 +264,9 @@ PYNN_INLINE real FN(row_sum_shifted)(const real *x, const real *w, real m, int64
 
 /* ---- softmax ------------------------------------------------------------------------ */
 
-/* x, y (C,): one row. y may be x. */
-PYNN_INLINE void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_t c)
+/* x, y (C,): one row. */
+PYNN_INLINE void FN(softmax_row)(real *PYNN_RESTRICT y, const real *PYNN_RESTRICT x,
+                                 int log_softmax, int64_t c)
 {
     const real m = FN(row_max)(x, c);
     if (log_softmax) {
@@ -275,10 +280,10 @@ PYNN_INLINE void FN(softmax_row)(real *y, const real *x, int log_softmax, int64_
     }
 }
 
-/* x, y: kn <= KBLOCK columns of C values, K apart. y may be x. Each column is reduced
+/* x, y: kn <= KBLOCK columns of C values, K apart. Each column is reduced
  * sequentially along C, the vector lanes running across columns. */
-PYNN_INLINE void FN(softmax_columns)(real *y, const real *x, int log_softmax, int64_t c,
-                                     int64_t k, int64_t kn)
+PYNN_INLINE void FN(softmax_columns)(real *PYNN_RESTRICT y, const real *PYNN_RESTRICT x,
+                                     int log_softmax, int64_t c, int64_t k, int64_t kn)
 {
     real mx[KBLOCK], s[KBLOCK];
     for (int64_t j = 0; j < kn; j++) {
@@ -347,19 +352,20 @@ PYNN_INLINE void FN(transpose_out)(real *PYNN_RESTRICT y, const real *PYNN_RESTR
             y[r * c + i] = t[i * ROW_CHUNK + r];
 }
 
-/* x, y (nr, C): nr <= ROW_CHUNK rows with C < LANES. y may be x. */
-PYNN_INLINE void FN(softmax_short_rows)(real *y, const real *x, int log_softmax, int64_t nr,
-                                        int64_t c)
+/* x, y (nr, C): nr <= ROW_CHUNK rows with C < LANES. */
+PYNN_INLINE void FN(softmax_short_rows)(real *PYNN_RESTRICT y, const real *PYNN_RESTRICT x,
+                                        int log_softmax, int64_t nr, int64_t c)
 {
-    real t[LANES * ROW_CHUNK];
-    FN(transpose_in)(t, x, nr, c);
-    FN(softmax_columns)(t, t, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
-    FN(transpose_out)(y, t, nr, c);
+    real tx[LANES * ROW_CHUNK], ty[LANES * ROW_CHUNK];
+    FN(transpose_in)(tx, x, nr, c);
+    FN(softmax_columns)(ty, tx, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
+    FN(transpose_out)(y, ty, nr, c);
 }
 
 /* x, y (M, C, K); normalised along C: softmax, or log_softmax when log_softmax != 0.
- * y may be x. */
-pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int log_softmax,
+ * y must not overlap x. */
+pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *PYNN_RESTRICT y,
+                                                  const real *PYNN_RESTRICT x, int log_softmax,
                                                   int64_t m, int64_t c, int64_t k,
                                                   int nthreads)
 {
@@ -393,9 +399,10 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_forward))(real *y, const real *x, int lo
     return PYNN_OK;
 }
 
-/* dy, y, dx (C,): one row. dx may be dy or y. */
-PYNN_INLINE void FN(softmax_backward_row)(real *dx, const real *dy, const real *y,
-                                          int log_softmax, int64_t c)
+/* dy, y, dx (C,): one row. */
+PYNN_INLINE void FN(softmax_backward_row)(real *PYNN_RESTRICT dx, const real *PYNN_RESTRICT dy,
+                                          const real *PYNN_RESTRICT y, int log_softmax,
+                                          int64_t c)
 {
     if (log_softmax) {
         const real g = FN(row_sum)(dy, c);
@@ -408,10 +415,11 @@ PYNN_INLINE void FN(softmax_backward_row)(real *dx, const real *dy, const real *
     }
 }
 
-/* dy, y, dx: kn <= KBLOCK columns of C values, K apart. dx may be dy or y. */
-PYNN_INLINE void FN(softmax_backward_columns)(real *dx, const real *dy, const real *y,
-                                              int log_softmax, int64_t c, int64_t k,
-                                              int64_t kn)
+/* dy, y, dx: kn <= KBLOCK columns of C values, K apart. */
+PYNN_INLINE void FN(softmax_backward_columns)(real *PYNN_RESTRICT dx,
+                                              const real *PYNN_RESTRICT dy,
+                                              const real *PYNN_RESTRICT y, int log_softmax,
+                                              int64_t c, int64_t k, int64_t kn)
 {
     real g[KBLOCK];
     for (int64_t j = 0; j < kn; j++)
@@ -438,20 +446,24 @@ PYNN_INLINE void FN(softmax_backward_columns)(real *dx, const real *dy, const re
 }
 
 /* dy, y, dx (nr, C): nr <= ROW_CHUNK rows with C < LANES, transposed as in
- * softmax_short_rows. dx may be dy or y. */
-PYNN_INLINE void FN(softmax_backward_short_rows)(real *dx, const real *dy, const real *y,
-                                                 int log_softmax, int64_t nr, int64_t c)
+ * softmax_short_rows. */
+PYNN_INLINE void FN(softmax_backward_short_rows)(real *PYNN_RESTRICT dx,
+                                                 const real *PYNN_RESTRICT dy,
+                                                 const real *PYNN_RESTRICT y, int log_softmax,
+                                                 int64_t nr, int64_t c)
 {
-    real tdy[LANES * ROW_CHUNK], ty[LANES * ROW_CHUNK];
+    real tdx[LANES * ROW_CHUNK], tdy[LANES * ROW_CHUNK], ty[LANES * ROW_CHUNK];
     FN(transpose_in)(tdy, dy, nr, c);
     FN(transpose_in)(ty, y, nr, c);
-    FN(softmax_backward_columns)(tdy, tdy, ty, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
-    FN(transpose_out)(dx, tdy, nr, c);
+    FN(softmax_backward_columns)(tdx, tdy, ty, log_softmax, c, ROW_CHUNK, ROW_CHUNK);
+    FN(transpose_out)(dx, tdx, nr, c);
 }
 
 /* dy, y, dx (M, C, K), along C; y is the forward output (softmax, or log_softmax when
- * log_softmax != 0). dx may be dy or y. */
-pynn_status PYNN_ISA_FN(FN(pynn_softmax_backward))(real *dx, const real *dy, const real *y,
+ * log_softmax != 0). dx must not overlap dy or y. */
+pynn_status PYNN_ISA_FN(FN(pynn_softmax_backward))(real *PYNN_RESTRICT dx,
+                                                   const real *PYNN_RESTRICT dy,
+                                                   const real *PYNN_RESTRICT y,
                                                    int log_softmax, int64_t m, int64_t c,
                                                    int64_t k, int nthreads)
 {
@@ -622,7 +634,8 @@ PYNN_INLINE double FN(xent_chunk)(real *PYNN_RESTRICT d, real *losses,
 /* logits, dlogits (N, C); labels (N,) in [0, C) or ignore_index; weight (C,) or NULL;
  * losses (N,) or NULL; *loss: the mean (over the summed target weight) or the sum of the
  * row losses, as `reduction` says (NONE: the sum, writing losses). dlogits is the
- * gradient of *loss. ERR_ARG for a label out of range; ERR_NOMEM. */
+ * gradient of *loss. Outputs must not overlap inputs. ERR_ARG for a label out of range;
+ * ERR_NOMEM. */
 pynn_status PYNN_ISA_FN(FN(pynn_softmax_xent_forward_backward))(
     double *loss, real *losses, real *dlogits, const real *logits, const int64_t *labels,
     const real *weight, pynn_reduction reduction, double label_smoothing,

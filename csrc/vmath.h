@@ -101,6 +101,57 @@ PYNN_INLINE double vm_exp_f64(double x)
     return p * s1 * s2;
 }
 
+/* exp(x) for x <= 0 where only results above the smallest normal matter: x is clamped
+ * to -87 (-708), so 2^k stays normal and is added to the exponent bits in one step.
+ * Half the integer work of vm_exp, for callers such as tanh, to whom every e below
+ * 1e-30 is the same as 0. */
+PYNN_INLINE float vm_exp_nonpos_f32(float x)
+{
+    const float magic = 0x1.8p23f;
+    const float xc = x < -87.0f ? -87.0f : x;
+    const float kf = xc * 1.44269504088896341f + magic;
+    const float k = kf - magic;
+    const uint32_t ku = vm_bits_f32(kf) - vm_bits_f32(magic);
+    float r = xc - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    const float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    const float e = vm_from_bits_f32(vm_bits_f32(p) + (ku << 23));
+    return x != x ? x : e; /* a NaN's payload could otherwise alter the exponent */
+}
+
+PYNN_INLINE double vm_exp_nonpos_f64(double x)
+{
+    const double magic = 0x1.8p52;
+    const double xc = x < -708.0 ? -708.0 : x;
+    const double kf = xc * 1.44269504088896340736 + magic;
+    const double k = kf - magic;
+    const uint64_t ku = vm_bits_f64(kf) - vm_bits_f64(magic);
+    double r = xc - k * 6.93147180369123816490e-01;
+    r = r - k * 1.90821492927058770002e-10;
+    double p = 1.0 / 6227020800.0;
+    p = p * r + 1.0 / 479001600.0;
+    p = p * r + 1.0 / 39916800.0;
+    p = p * r + 1.0 / 3628800.0;
+    p = p * r + 1.0 / 362880.0;
+    p = p * r + 1.0 / 40320.0;
+    p = p * r + 1.0 / 5040.0;
+    p = p * r + 1.0 / 720.0;
+    p = p * r + 1.0 / 120.0;
+    p = p * r + 1.0 / 24.0;
+    p = p * r + 1.0 / 6.0;
+    p = p * r + 0.5;
+    p = p * (r * r) + r + 1.0;
+    const double e = vm_from_bits_f64(vm_bits_f64(p) + (ku << 52));
+    return x != x ? x : e;
+}
+
 /* ---- log ------------------------------------------------------------------------------
  * log(x) = e*ln2 + log(m), m in [sqrt(1/2), sqrt(2)), exponent and mantissa read from the
  * bits (subnormal inputs are first scaled by 2^24 / 2^54). Special inputs are selected at
@@ -188,7 +239,7 @@ PYNN_INLINE double vm_sigmoid_f64(double x)
 PYNN_INLINE float vm_tanh_f32(float x)
 {
     const float ax = __builtin_fabsf(x);
-    const float e = vm_exp_f32(-2.0f * ax);
+    const float e = vm_exp_nonpos_f32(-2.0f * ax);
     const float big = (1.0f - e) / (1.0f + e);
     const float z = x * x;
     float p = -5.70498872745e-3f;
@@ -204,7 +255,7 @@ PYNN_INLINE float vm_tanh_f32(float x)
 PYNN_INLINE double vm_tanh_f64(double x)
 {
     const double ax = __builtin_fabs(x);
-    const double e = vm_exp_f64(-2.0 * ax);
+    const double e = vm_exp_nonpos_f64(-2.0 * ax);
     const double big = (1.0 - e) / (1.0 + e);
     const double z = x * x;
     const double p = (-9.64399179425052238628e-1 * z - 9.92877231001918586564e1) * z

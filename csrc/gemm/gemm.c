@@ -243,6 +243,9 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
     return PYNN_OK;
 }
 
+#ifdef GEMM_DEV
+int gdev_pfa = 0, gdev_pfb = 0, gdev_pfc = 1, gdev_da = -1, gdev_db = -1, gdev_kc = 0, gdev_mc = 0, gdev_nc = 0;
+#endif
 /* Reading A in place saves packing it; packing pays once an A micro-panel meets enough
  * B micro-panels. B is read in place when it is row-major and few row panels reuse it. */
 static void choose_layout(gemm_problem *pb)
@@ -251,6 +254,8 @@ static void choose_layout(gemm_problem *pb)
     pb->direct_a = !pb->trans_a;
     pb->direct_b = !pb->trans_b && pb->m <= 4 * ar->mr;
 #ifdef GEMM_DEV
+    if (gdev_da >= 0) pb->direct_a = gdev_da && !pb->trans_a;
+    if (gdev_db >= 0) pb->direct_b = gdev_db && !pb->trans_b;
     if (getenv("DA")) pb->direct_a = atoi(getenv("DA")) && (!pb->trans_a || atoi(getenv("DA")) == 2);
     if (getenv("DB")) pb->direct_b = atoi(getenv("DB")) && !pb->trans_b;
 #endif
@@ -270,6 +275,9 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 #ifdef GEMM_DEV
     static gemm_arch dev;
     dev = *ar;
+    if (gdev_kc) dev.kc = gdev_kc;
+    if (gdev_mc) dev.mc = gdev_mc;
+    if (gdev_nc) dev.nc = gdev_nc;
     if (getenv("KC")) dev.kc = atoi(getenv("KC"));
     if (getenv("MC")) dev.mc = atoi(getenv("MC"));
     if (getenv("NC")) dev.nc = atoi(getenv("NC"));

@@ -108,7 +108,7 @@ def _build(spec, classes, path="model"):
 
 def _npy_bytes(array):
     buf = io.BytesIO()
-    np.lib.format.write_array(buf, np.ascontiguousarray(array), allow_pickle=False)
+    np.lib.format.write_array(buf, np.asarray(array, order="C"), allow_pickle=False)
     return buf.getvalue()
 
 

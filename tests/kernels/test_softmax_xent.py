@@ -24,8 +24,9 @@ TORCH_TOL = {np.dtype(np.float32): dict(rtol=1e-5, atol=1e-6),
 
 native = pytest.mark.skipif(not _native.AVAILABLE, reason="native backend not built")
 XENT_SHAPES = [(0, 5), (1, 1), (7, 13), (3, 1000), (257, 10), (4096, 33)]
-# around the 32 accumulator lanes, the 16-row loss chunks and the 64-column blocks
-SOFTMAX_SHAPES = XENT_SHAPES + [(5, 31), (2, 32), (3, 33), (17,), (2, 3, 0)]
+# around the 32 accumulator lanes (shorter rows are transposed 16 at a time) and the
+# 64-column blocks of a strided axis
+SOFTMAX_SHAPES = XENT_SHAPES + [(5, 31), (2, 32), (3, 33), (33, 2), (17,), (2, 3, 0)]
 REDUCTIONS = ("mean", "sum", "none")
 
 
@@ -59,7 +60,8 @@ def torch_xent(logits, labels, reduction, label_smoothing, ignore_index, weight)
 @native
 def test_native_signatures_match_reference():
     for name in reference.__all__:
-        assert inspect.signature(getattr(_native, name)) == inspect.signature(getattr(reference, name))
+        native_fn, reference_fn = getattr(_native, name), getattr(reference, name)
+        assert inspect.signature(native_fn) == inspect.signature(reference_fn)
 
 
 # ---- softmax, log_softmax and their backward -------------------------------------------
@@ -109,9 +111,10 @@ def test_softmax_random_shapes_and_axes(shape, data):
 
 
 @native
-def test_softmax_non_contiguous_views_and_out(dtype, rng):
-    base = rng.standard_normal((40, 66)).astype(dtype)
-    for x in (base[:, ::2], base.T, base[::-1, 3:50]):
+@pytest.mark.parametrize("shape", [(40, 66), (37, 10)], ids=str)
+def test_softmax_non_contiguous_views_and_out(dtype, shape, rng):
+    base = rng.standard_normal(shape).astype(dtype)
+    for x in (base[:, ::2], base.T, base[::-1, 3:]):
         expected = run("numpy", ops.softmax, np.ascontiguousarray(x))
         np.testing.assert_allclose(run("native", ops.softmax, x), expected, **TOL[dtype])
         out = np.empty(x.shape, np.float64)  # a wider out is filled by casting, like a ufunc
@@ -172,7 +175,8 @@ def test_softmax_large_and_non_finite_values(backend, dtype):
     np.testing.assert_allclose(log_y, [[0, -2e4, -1e4], [-np.log(3)] * 3], rtol=1e-6)
 
 
-@pytest.mark.parametrize("torch_fn,op", [("softmax", ops.softmax), ("log_softmax", ops.log_softmax)])
+@pytest.mark.parametrize("torch_fn,op", [("softmax", ops.softmax),
+                                         ("log_softmax", ops.log_softmax)])
 def test_softmax_matches_torch(torch_fn, op, dtype, rng):
     torch = pytest.importorskip("torch", reason="torch is not installed; it is only a cross-check")
     x = (rng.standard_normal((6, 9, 11)) * 4).astype(dtype)
@@ -280,8 +284,8 @@ def test_xent_large_and_non_finite_logits(backend, dtype):
         loss, grad = run(backend, ops.softmax_cross_entropy, logits, [1, 1, 2], "none",
                          label_smoothing)
         assert np.isfinite(loss).all() and np.isfinite(grad).all()
-        np.testing.assert_allclose(loss[0], 2e4 * (1 - label_smoothing) + label_smoothing / 3 * 3e4,
-                                   rtol=1e-6)
+        expected = 2e4 * (1 - label_smoothing) + label_smoothing / 3 * 3e4
+        np.testing.assert_allclose(loss[0], expected, rtol=1e-6)
     bad = np.array([[np.nan, 0, 1], [0, 1, 2], [np.inf, 0, 0]], dtype)
     loss, grad = run(backend, ops.softmax_cross_entropy, bad, [0, 1, 2], "none")
     assert np.isnan(loss[[0, 2]]).all() and np.isfinite(loss[1])
@@ -305,11 +309,12 @@ def test_xent_label_dtypes(rng):
 # ---- determinism -------------------------------------------------------------------------
 
 @native
-def test_bitwise_identical_at_1_and_2_threads(dtype, rng):
-    x = rng.standard_normal((4096, 33)).astype(dtype)
+@pytest.mark.parametrize("classes", [10, 33])
+def test_bitwise_identical_at_1_and_2_threads(dtype, classes, rng):
+    x = rng.standard_normal((4100, classes)).astype(dtype)
     x3 = rng.standard_normal((64, 40, 70)).astype(dtype)
-    labels = make_labels(rng, 4096, 33, -100)
-    weight = rng.uniform(0.5, 2, 33).astype(dtype)
+    labels = make_labels(rng, 4100, classes, -100)
+    weight = rng.uniform(0.5, 2, classes).astype(dtype)
     results = []
     for threads in (1, 2):
         pynn.set_num_threads(threads)
@@ -324,17 +329,24 @@ def test_bitwise_identical_at_1_and_2_threads(dtype, rng):
 
 
 @native
-def test_sample_result_does_not_depend_on_its_batch(dtype, rng):
-    x = rng.standard_normal((300, 37)).astype(dtype)
-    labels = make_labels(rng, 300, 37)
+@pytest.mark.parametrize("classes", [10, 37])
+def test_sample_result_does_not_depend_on_its_batch(isa, dtype, classes, rng):
+    x = rng.standard_normal((300, classes)).astype(dtype)
+    labels = make_labels(rng, 300, classes)
+    dy = rng.standard_normal(x.shape).astype(dtype)
     with pynn.use_backend("native"):
         losses, grad = ops.softmax_cross_entropy(x, labels, "none", 0.1)
         y = ops.softmax(x)
+        log_y = ops.log_softmax(x)
+        dx = ops.log_softmax_backward(dy, log_y)
         for i in (0, 17, 299):
-            loss_i, grad_i = ops.softmax_cross_entropy(x[i:i + 1], labels[i:i + 1], "none", 0.1)
-            assert loss_i.tobytes() == losses[i:i + 1].tobytes()
-            assert grad_i.tobytes() == grad[i:i + 1].tobytes()
-            assert ops.softmax(x[i:i + 1]).tobytes() == y[i:i + 1].tobytes()
+            rows = slice(i, i + 1)
+            loss_i, grad_i = ops.softmax_cross_entropy(x[rows], labels[rows], "none", 0.1)
+            assert loss_i.tobytes() == losses[rows].tobytes()
+            assert grad_i.tobytes() == grad[rows].tobytes()
+            assert ops.softmax(x[rows]).tobytes() == y[rows].tobytes()
+            assert ops.log_softmax(x[rows]).tobytes() == log_y[rows].tobytes()
+            assert ops.log_softmax_backward(dy[rows], log_y[rows]).tobytes() == dx[rows].tobytes()
 
 
 # ---- bad input -------------------------------------------------------------------------------
@@ -424,6 +436,15 @@ def test_native_kernels_refuse_inconsistent_shapes():
     with pytest.raises(ValueError, match="argument out of range"):   # the C check on labels
         _native.softmax_xent_forward_backward(None, np.zeros((2, 3)), np.zeros((2, 3)),
                                               np.array([0, 7]), None, 1, 0.0, -100)
+    # the kernels read through restrict pointers: an output must not overlap an input
+    x = np.zeros((4, 3, 1))
+    with pytest.raises(ValueError, match="y overlaps the input x"):
+        _native.softmax_forward(x, x, False)
+    with pytest.raises(ValueError, match="dx overlaps the input y"):
+        _native.softmax_backward(x[1:], x[:3].copy(), x[:3], True)
+    with pytest.raises(ValueError, match="dlogits overlaps the input logits"):
+        _native.softmax_xent_forward_backward(None, x[:, :, 0], x[:, :, 0],
+                                              np.zeros(4, np.int64), None, 1, 0.0, -100)
 
 
 @pytest.mark.parametrize("backend", ["numpy", pytest.param("native", marks=native)])

@@ -88,7 +88,8 @@ pynn_status pynn_gemm_colsum_f32(float *db, const float *dy, int64_t ldy, int ac
 pynn_status pynn_gemm_colsum_f64(double *db, const double *dy, int64_t ldy, int accumulate,
                                  int64_t m, int64_t n, int nthreads);
 /* The float32 FMA peak of nthreads threads in GFLOP/s, measured by a short FMA loop on the
- * widest vectors the CPU supports (about 50 ms): the yardstick of the GEMM benchmark. */
+ * widest vectors the CPU supports, in each thread's CPU time (about 50 ms): the yardstick
+ * of the GEMM benchmark. */
 pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads);
 
 /* ---- softmax_xent.c: softmax, log-softmax, fused softmax + cross-entropy ------------ */
@@ -99,13 +100,14 @@ typedef enum {
     PYNN_REDUCTION_SUM = 2
 } pynn_reduction;
 
-/* x, y (M, C, K): y = softmax(x), or log_softmax(x) if log_softmax, along C. y may be x. */
+/* x, y (M, C, K): y = softmax(x), or log_softmax(x) if log_softmax, along C. y must not
+ * overlap x. */
 pynn_status pynn_softmax_forward_f32(float *y, const float *x, int log_softmax, int64_t m,
                                      int64_t c, int64_t k, int nthreads);
 pynn_status pynn_softmax_forward_f64(double *y, const double *x, int log_softmax, int64_t m,
                                      int64_t c, int64_t k, int nthreads);
 /* dy, y, dx (M, C, K), y the forward output, along C: dx = y * (dy - sum(dy * y)), or
- * dx = dy - exp(y) * sum(dy) if log_softmax. dx may be dy or y. */
+ * dx = dy - exp(y) * sum(dy) if log_softmax. dx must not overlap dy or y. */
 pynn_status pynn_softmax_backward_f32(float *dx, const float *dy, const float *y,
                                       int log_softmax, int64_t m, int64_t c, int64_t k,
                                       int nthreads);
@@ -115,7 +117,8 @@ pynn_status pynn_softmax_backward_f64(double *dx, const double *dy, const double
 /* logits, dlogits (N, C); labels (N,); weight (C,) or NULL; losses (N,) or NULL.
  * Cross-entropy of softmax(logits) as torch.nn.functional.cross_entropy computes it
  * (label smoothing, ignore_index, class weights): *loss = the reduced loss (NONE: the
- * sum, with the row losses in losses), dlogits = its gradient, in one pass over logits. */
+ * sum, with the row losses in losses), dlogits = its gradient, in one pass over logits.
+ * Outputs must not overlap inputs. */
 pynn_status pynn_softmax_xent_forward_backward_f32(
     double *loss, float *losses, float *dlogits, const float *logits, const int64_t *labels,
     const float *weight, pynn_reduction reduction, double label_smoothing,

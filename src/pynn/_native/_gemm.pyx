@@ -65,14 +65,14 @@ cdef int check_dims(Py_ssize_t got_rows, Py_ssize_t got_cols, Py_ssize_t rows,
     return 0
 
 
-def gemm(real[:, :] c, const real[:, :] a, const real[:, :] b, bint trans_a,
+def gemm_fused(real[:, :] c, const real[:, :] a, const real[:, :] b, bint trans_a,
          bint trans_b, double alpha, double beta, const real[::1] bias, int activation,
          double negative_slope, real[:, :] preact):
     """c = act(alpha * op(a) @ op(b) + beta * c + bias); see pynn.backends.numpy.gemm."""
     cdef Py_ssize_t m = c.shape[0], n = c.shape[1]
     cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
     if activation < 0 or activation >= ACT_COUNT:
-        raise ValueError(f"gemm: unknown activation code {activation}")
+        raise ValueError(f"gemm_fused: unknown activation code {activation}")
     if trans_a:
         check_dims(a.shape[0], a.shape[1], k, m, "a")
     else:
@@ -114,7 +114,7 @@ def gemm(real[:, :] c, const real[:, :] a, const real[:, :] b, bint trans_a,
             status = pynn_gemm_f64(&c[0, 0], ldc, pp, ldp, pa, lda, pb, ldb, pbias, trans_a,
                                    trans_b, alpha, beta, activation, negative_slope, m, n, k,
                                    nt)
-    check_status(status, "gemm")
+    check_status(status, "gemm_fused")
 
 
 def gemm_batched(real[:, :, :] c, const real[:, :, :] a, const real[:, :, :] b,

@@ -2,6 +2,7 @@
 """Softmax, log-softmax and fused softmax + cross-entropy (csrc/softmax_xent.c).
 
 Same names and signatures as pynn.backends.numpy.softmax_xent, which documents them.
+Outputs must not overlap inputs (the C kernels read them through restrict pointers).
 """
 from libc.stdint cimport int64_t
 
@@ -35,12 +36,24 @@ cdef int check_same_shape(tuple shape, tuple expected, str name) except -1:
     return 0
 
 
+cdef int check_apart(const void *out, size_t out_bytes, str out_name, const void *inp,
+                     size_t in_bytes, str in_name) except -1:
+    """Refuse an output whose bytes overlap an input's (both contiguous)."""
+    cdef const char *o = <const char *>out
+    cdef const char *i = <const char *>inp
+    if o < i + in_bytes and i < o + out_bytes:
+        raise ValueError(f"{out_name} overlaps the input {in_name}; pass a separate array")
+    return 0
+
+
 def softmax_forward(real[:, :, ::1] y, const real[:, :, ::1] x, bint log):
     """y = softmax(x) or log_softmax(x) along axis 1; x, y (M, C, K). y may be x."""
     cdef tuple shape = (x.shape[0], x.shape[1], x.shape[2])
     check_same_shape((y.shape[0], y.shape[1], y.shape[2]), shape, "y")
     if x.shape[0] == 0 or x.shape[1] == 0 or x.shape[2] == 0:
         return
+    cdef size_t nbytes = x.shape[0] * x.shape[1] * x.shape[2] * sizeof(real)
+    check_apart(&y[0, 0, 0], nbytes, "y", &x[0, 0, 0], nbytes, "x")
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
@@ -61,6 +74,9 @@ def softmax_backward(real[:, :, ::1] dx, const real[:, :, ::1] dy, const real[:,
     check_same_shape((dx.shape[0], dx.shape[1], dx.shape[2]), shape, "dx")
     if y.shape[0] == 0 or y.shape[1] == 0 or y.shape[2] == 0:
         return
+    cdef size_t nbytes = y.shape[0] * y.shape[1] * y.shape[2] * sizeof(real)
+    check_apart(&dx[0, 0, 0], nbytes, "dx", &dy[0, 0, 0], nbytes, "dy")
+    check_apart(&dx[0, 0, 0], nbytes, "dx", &y[0, 0, 0], nbytes, "y")
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
@@ -98,6 +114,10 @@ def softmax_xent_forward_backward(losses, real[:, ::1] dlogits, const real[:, ::
     cdef real *dlogits_ptr = &dlogits[0, 0] if n and c else NULL
     cdef const real *logits_ptr = &logits[0, 0] if n and c else NULL
     cdef const int64_t *labels_ptr = &labels[0] if n else NULL
+    cdef size_t nbytes = n * c * sizeof(real)
+    check_apart(dlogits_ptr, nbytes, "dlogits", logits_ptr, nbytes, "logits")
+    if losses_ptr != NULL:
+        check_apart(losses_ptr, n * sizeof(real), "losses", logits_ptr, nbytes, "logits")
     cdef int nt = _num_threads()
     cdef double loss = 0
     cdef int status

@@ -96,9 +96,9 @@ def matmul(a, b, out=None):
     kernels = backend_module()
     if b2.ndim == 2:
         # one B for every row of every batch entry: a single GEMM over the stacked rows
-        sa, ta = _matrix(a2.reshape(-1, k), result)
+        sa, ta = _matrix(a2.reshape(c.size // n, k), result)
         sb, tb = _matrix(b2, result)
-        kernels.gemm(c.reshape(-1, n), sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0, None)
+        kernels.gemm_fused(c.reshape(c.size // n, n), sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0, None)
         return v.deliver(c, out)
     entries = math.prod(batch)
     stacks = []
@@ -162,11 +162,12 @@ def linear(x, w, b=None, activation=None, *, negative_slope=0.01, approximate="n
     z = np.empty(shape, dtype) if return_preact else None
     if y.size:
         k, n = x.shape[-1], w.shape[0]
-        sx, tx = _matrix(x.reshape(-1, k), dtype)
+        rows = y.size // n
+        sx, tx = _matrix(x.reshape(rows, k), dtype)
         sw, tw = _matrix(w, dtype)
         bias = None if b is None else v.contiguous(b, dtype)
-        backend_module().gemm(y.reshape(-1, n), sx, sw, tx, not tw, 1.0, 0.0, bias, act, slope,
-                              None if z is None else z.reshape(-1, n))
+        backend_module().gemm_fused(y.reshape(rows, n), sx, sw, tx, not tw, 1.0, 0.0, bias, act,
+                                    slope, None if z is None else z.reshape(rows, n))
     y = v.deliver(y, out)
     return (y, z) if return_preact else y
 
@@ -215,7 +216,8 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
         raise ValueError("db was given but has_bias is False")
     inputs = (("dy", dy), ("x", x), ("w", w))
     dtype = v.float_dtype(dy, x, w)
-    dy2, x2 = dy.reshape(-1, out_f), x.reshape(-1, in_f)
+    rows = math.prod(x.shape[:-1])
+    dy2, x2 = dy.reshape(rows, out_f), x.reshape(rows, in_f)
     if dtype is None:
         gx = np.matmul(dy, w) if compute_dx else None
         gw, gb = np.matmul(dy2.T, x2), (dy2.sum(axis=0) if has_bias else None)
@@ -231,16 +233,16 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
         gx = np.empty(x.shape, dtype)
         if gx.size:
             sw, tw = _matrix(w, dtype)
-            kernels.gemm(gx.reshape(-1, in_f), sy, sw, ty, tw, 1.0, 0.0, None, 0, 0.0, None)
+            kernels.gemm_fused(gx.reshape(rows, in_f), sy, sw, ty, tw, 1.0, 0.0, None, 0, 0.0, None)
     sx, tx = _matrix(x2, dtype)
     if dw is None:
         dw = np.empty((out_f, in_f), dtype)
-        kernels.gemm(dw, sy, sx, not ty, tx, 1.0, 0.0, None, 0, 0.0, None)
+        kernels.gemm_fused(dw, sy, sx, not ty, tx, 1.0, 0.0, None, 0, 0.0, None)
     elif _grad_buffer(dw, "dw", (out_f, in_f), dtype, inputs):
-        kernels.gemm(dw, sy, sx, not ty, tx, 1.0, 1.0, None, 0, 0.0, None)
+        kernels.gemm_fused(dw, sy, sx, not ty, tx, 1.0, 1.0, None, 0, 0.0, None)
     else:
         new = np.empty((out_f, in_f), dtype)
-        kernels.gemm(new, sy, sx, not ty, tx, 1.0, 0.0, None, 0, 0.0, None)
+        kernels.gemm_fused(new, sy, sx, not ty, tx, 1.0, 0.0, None, 0, 0.0, None)
         np.add(dw, new, out=dw, casting="same_kind")
     if has_bias:
         rows = v.contiguous(dy2, dtype) if ty else sy

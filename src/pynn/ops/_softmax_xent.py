@@ -35,6 +35,16 @@ def _kernels_and_dtype(dtype, name):
     return _reference, dtype
 
 
+def _output(out, shape, dtype, inputs):
+    """The array the kernel writes. `out` may be one of the inputs (NumPy's in-place
+    style), but the kernels need an output apart from their inputs: then a new array is
+    written and `deliver` copies it into `out`."""
+    y = v.out_buffer(out, shape, dtype, inputs=inputs, inplace=True)
+    if y is out and any(np.may_share_memory(y, a) for _, a in inputs):
+        y = np.empty(shape, dtype)
+    return y
+
+
 def _along(shape, axis):
     """(M, C, K): `shape` seen as rows of C values along `axis`, K apart in memory."""
     return (math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:]))
@@ -44,7 +54,7 @@ def _forward(x, axis, out, log):
     x = v.asarray(x, "x")
     kernels, dtype = _kernels_and_dtype(x.dtype, "x")
     axis = v.check_axis(axis, x.ndim)
-    y = v.out_buffer(out, x.shape, dtype, inputs=(("x", x),), inplace=True)
+    y = _output(out, x.shape, dtype, (("x", x),))
     if y.size:
         view = _along(x.shape, axis)
         kernels.softmax_forward(y.reshape(view), v.contiguous(x, dtype).reshape(view), log)
@@ -78,7 +88,7 @@ def _backward(dy, y, axis, out, log):
     for name, a in (("dy", dy), ("y", y)):
         _kernels_and_dtype(a.dtype, name)
     kernels, dtype = _kernels_and_dtype(np.result_type(dy, y), "dy")
-    dx = v.out_buffer(out, y.shape, dtype, inputs=(("dy", dy), ("y", y)), inplace=True)
+    dx = _output(out, y.shape, dtype, (("dy", dy), ("y", y)))
     if dx.size:
         view = _along(y.shape, axis)
         kernels.softmax_backward(dx.reshape(view), v.contiguous(dy, dtype).reshape(view),

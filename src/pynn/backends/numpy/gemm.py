@@ -13,10 +13,11 @@ import numpy as np
 
 from .eltwise import act_forward
 
-__all__ = ["gemm", "gemm_batched", "gemm_colsum"]
+__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum"]
 
 
-def gemm(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope, preact):
+def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope,
+               preact):
     """c (m, n) = act(alpha * op(a) @ op(b) + beta * c + bias), in place.
 
     op(a) (m, k) is a, or a.T when trans_a (a stored (k, m)); op(b) (k, n) is b, or b.T when

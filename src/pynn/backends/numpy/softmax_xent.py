@@ -30,7 +30,7 @@ REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
 def softmax_forward(y, x, log):
     """y = softmax(x) (log=False) or log_softmax(x) (log=True) along axis 1.
 
-    x, y: (M, C, K), one float dtype; y may be x itself.
+    x, y: (M, C, K), one float dtype; y must not overlap x (the native kernel's rule).
     """
     if x.size == 0:
         return
@@ -48,7 +48,7 @@ def softmax_backward(dx, dy, y, log):
 
     softmax:      dx = y * (dy - sum_c dy * y)
     log_softmax:  dx = dy - exp(y) * sum_c dy
-    dx, dy, y: (M, C, K), one float dtype; dx may be dy or y itself.
+    dx, dy, y: (M, C, K), one float dtype; dx must not overlap dy or y.
     """
     if y.size == 0:
         return

@@ -1,0 +1,486 @@
+"""GEMM, matmul and linear: the native kernels against the NumPy reference on every ISA path
+(all transposes, shapes around the tiles and k blocks, strided leading dimensions, alpha and
+beta, NaN in C with beta 0, the fused bias/activation/pre-activation, both dtypes), against
+a float64 truth within the error bound of a k-term sum, bitwise determinism across thread
+counts and batch sizes, np.matmul's semantics (broadcasting, 1-D operands, dtypes, out=,
+errors), linear's backward (accumulation, finite differences of the reference), bad input,
+and PyTorch."""
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import pynn
+from pynn import _native, ops
+from pynn.backends.numpy import gemm as reference
+from pynn.ops._activations import ACTIVATIONS
+
+native = pytest.mark.skipif(not _native.AVAILABLE, reason="native backend not built")
+
+# (m, n, k) around the tiles (MR 4/6/12, NR 8/16/32), the half tiles the kernels special-
+# case, the k blocks (KC 192/256/384), the threading threshold, and empty dimensions.
+SHAPES = [(1, 1, 1), (2, 3, 5), (3, 8, 4), (5, 17, 9), (6, 16, 2), (7, 31, 33), (11, 33, 64),
+          (12, 32, 383), (13, 48, 384), (25, 65, 385), (24, 7, 257), (30, 45, 769),
+          (100, 130, 40), (0, 5, 3), (4, 0, 3), (4, 5, 0)]
+TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
+
+
+def run(backend, fn, *args, **kwargs):
+    with pynn.use_backend(backend):
+        return fn(*args, **kwargs)
+
+
+def operand(rng, rows, cols, dtype, trans, pad=0):
+    """A matrix op(x) (rows, cols) stored as gemm takes it: x itself, or its transpose when
+    trans, as a view with `pad` unused elements at the end of each stored row."""
+    shape = (cols, rows) if trans else (rows, cols)
+    base = rng.standard_normal((shape[0], shape[1] + pad)).astype(dtype)
+    return base[:, :shape[1]]
+
+
+def op(x, trans):
+    return x.T if trans else x
+
+
+def sum_bound(a, b, trans_a, trans_b, dtype):
+    """Bound on the rounding error of each element of op(a) @ op(b) summed in any order
+    with (fused) multiply-adds: k eps sum_p |a_ip b_pj|, plus a little for the epilogue."""
+    k = op(a, trans_a).shape[1]
+    mag = np.abs(op(a, trans_a).astype(np.float64)) @ np.abs(op(b, trans_b).astype(np.float64))
+    return (k + 4) * np.finfo(dtype).eps * mag
+
+
+def truth(c0, a, b, trans_a, trans_b, alpha, beta, bias):
+    z = alpha * (op(a, trans_a).astype(np.float64) @ op(b, trans_b).astype(np.float64))
+    if beta != 0:
+        z = z + beta * c0.astype(np.float64)
+    if bias is not None:
+        z = z + bias
+    return z
+
+
+# ---- the native module mirrors the reference ------------------------------------------------
+
+@native
+def test_native_signatures_match_reference():
+    for name in reference.__all__:
+        assert inspect.signature(getattr(_native, name)) == inspect.signature(
+            getattr(reference, name))
+
+
+@native
+@pytest.mark.parametrize("m,n,k", SHAPES)
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_gemm_matches_truth_and_reference(isa, dtype, m, n, k, trans_a, trans_b, rng):
+    a = operand(rng, m, k, dtype, trans_a, pad=3)
+    b = operand(rng, k, n, dtype, trans_b, pad=1)
+    bound = sum_bound(a, b, trans_a, trans_b, dtype)
+    for alpha, beta in [(1.0, 0.0), (-0.5, 1.0), (2.0, 0.25)]:
+        store = rng.standard_normal((m, n + 2)).astype(dtype)
+        c0 = store[:, :n].copy()
+        if beta == 0:
+            store[:, :n] = np.nan
+        before = store.copy()
+        c = store[:, :n]
+        want = truth(c0, a, b, trans_a, trans_b, alpha, beta, None)
+        _native.gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, None, 0, 0.0, None)
+        assert not np.isnan(c).any()
+        tol = abs(alpha) * bound + 4 * np.finfo(dtype).eps * (np.abs(want) + abs(beta * c0))
+        np.testing.assert_array_less(np.abs(c - want), tol + np.finfo(dtype).tiny)
+        np.testing.assert_array_equal(store[:, n:], before[:, n:])  # padding untouched
+        ref = np.where(np.isnan(before[:, :n]), 0, c0).astype(dtype)
+        reference.gemm_fused(ref, a, b, trans_a, trans_b, alpha, beta, None, 0, 0.0, None)
+        np.testing.assert_array_less(np.abs(c - ref), 2 * tol + np.finfo(dtype).tiny)
+
+
+@native
+@pytest.mark.parametrize("name", ACTIVATIONS)
+@pytest.mark.parametrize("m,n,k", [(1, 3, 2), (13, 33, 40), (30, 70, 400)])
+def test_fused_epilogue_matches_reference(isa, dtype, name, m, n, k, rng):
+    code = ACTIVATIONS.index(name)
+    a = operand(rng, m, k, dtype, False)
+    b = operand(rng, k, n, dtype, True)
+    bias = rng.standard_normal(n).astype(dtype)
+    c, z = np.full((m, n), np.nan, dtype), np.empty((m, n), dtype)
+    _native.gemm_fused(c, a, b, False, True, 1.0, 0.0, bias, code, 0.2, z)
+    c_ref, z_ref = np.empty((m, n), dtype), np.empty((m, n), dtype)
+    reference.gemm_fused(c_ref, a, b, False, True, 1.0, 0.0, bias, code, 0.2, z_ref)
+    tol = sum_bound(a, b, False, True, dtype) + 4 * np.finfo(dtype).eps * np.abs(bias)
+    np.testing.assert_array_less(np.abs(z - z_ref), 2 * tol + np.finfo(dtype).tiny)
+    # the activation is the element-wise kernel's, applied to exactly the pre-activation
+    np.testing.assert_array_equal(c, ops.activation(z, name, negative_slope=0.2))
+
+
+@native
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_batched_gemm_matches_reference(isa, dtype, trans_a, trans_b, rng):
+    batch, m, n, k = 5, 13, 35, 70
+    for shared_a, shared_b in [(False, False), (True, False), (False, True)]:
+        a = rng.standard_normal((1 if shared_a else batch,) + ((k, m) if trans_a else (m, k)))
+        b = rng.standard_normal((1 if shared_b else batch,) + ((n, k) if trans_b else (k, n)))
+        a, b = a.astype(dtype), b.astype(dtype)
+        c = rng.standard_normal((batch, m, n)).astype(dtype)
+        c_ref = c.copy()
+        _native.gemm_batched(c, a, b, trans_a, trans_b, 0.5, 1.0)
+        reference.gemm_batched(c_ref, a, b, trans_a, trans_b, 0.5, 1.0)
+        np.testing.assert_allclose(c, c_ref, rtol=0, atol=300 * np.finfo(dtype).eps * k)
+        whole = np.zeros((batch, m, n), dtype)
+        _native.gemm_batched(whole, a, b, trans_a, trans_b, 0.5, 0.0)
+        for e in range(batch):  # each entry has the bits of the 2-D GEMM
+            single = np.empty((m, n), dtype)
+            _native.gemm_fused(single, a[0 if shared_a else e], b[0 if shared_b else e], trans_a,
+                         trans_b, 0.5, 0.0, None, 0, 0.0, None)
+            np.testing.assert_array_equal(whole[e], single)
+
+
+@native
+@pytest.mark.parametrize("m,n", [(0, 5), (1, 1), (7, 33), (300, 1100)])
+def test_colsum_matches_reference(isa, dtype, m, n, rng):
+    store = rng.standard_normal((m, n + 5)).astype(dtype)
+    dy = store[:, :n]
+    for accumulate in (False, True):
+        db, db_ref = np.ones(n, dtype), np.ones(n, dtype)
+        _native.gemm_colsum(db, dy, accumulate)
+        reference.gemm_colsum(db_ref, dy, accumulate)
+        np.testing.assert_allclose(db, db_ref, rtol=0, atol=4 * m * np.finfo(dtype).eps * 4)
+
+
+# ---- determinism ----------------------------------------------------------------------------
+
+@native
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_same_bits_at_any_thread_count(isa, dtype, trans_a, trans_b, rng):
+    m, n, k = 150, 230, 500  # well above the serial threshold, several k blocks
+    a = operand(rng, m, k, dtype, trans_a)
+    b = operand(rng, k, n, dtype, trans_b)
+    bias = rng.standard_normal(n).astype(dtype)
+    results = []
+    for threads in (1, 2, 3):
+        pynn.set_num_threads(threads)
+        c, z = np.empty((m, n), dtype), np.empty((m, n), dtype)
+        _native.gemm_fused(c, a, b, trans_a, trans_b, 1.5, 0.0, bias, ACTIVATIONS.index("gelu"), 0.0, z)
+        db = np.empty(n, dtype)
+        _native.gemm_colsum(db, c, False)
+        results.append((c, z, db))
+    for c, z, db in results[1:]:
+        np.testing.assert_array_equal(c, results[0][0])
+        np.testing.assert_array_equal(z, results[0][1])
+        np.testing.assert_array_equal(db, results[0][2])
+
+
+@native
+@pytest.mark.parametrize("in_f,out_f", [(300, 70), (784, 512), (10, 3)])
+def test_a_sample_gives_the_same_bits_in_any_batch(isa, dtype, in_f, out_f, rng):
+    x = rng.standard_normal((130, in_f)).astype(dtype)
+    w = rng.standard_normal((out_f, in_f)).astype(dtype)
+    b = rng.standard_normal(out_f).astype(dtype)
+    full = ops.linear(x, w, b, "tanh")
+    for threads in (1, 2):
+        pynn.set_num_threads(threads)
+        for rows in (slice(17, 18), slice(0, 5), slice(3, 60), slice(1, 130)):
+            np.testing.assert_array_equal(ops.linear(x[rows], w, b, "tanh"), full[rows])
+        np.testing.assert_array_equal(ops.linear(x[42], w, b, "tanh"), full[42])
+        np.testing.assert_array_equal(ops.matmul(x[5:9], w.T), ops.matmul(x, w.T)[5:9])
+        np.testing.assert_array_equal(ops.matmul(x[7], w.T), ops.matmul(x, w.T)[7])
+
+
+# ---- matmul: np.matmul's semantics --------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+@pytest.mark.parametrize("sa,sb", [((3,), (3,)), ((3,), (3, 4)), ((5, 3), (3,)), ((5, 3), (3, 4)),
+                                   ((2, 5, 3), (3, 4)), ((5, 3), (2, 3, 4)),
+                                   ((2, 1, 5, 3), (1, 4, 3, 6)), ((4, 5, 3), (4, 3, 6)),
+                                   ((3,), (2, 3, 4)), ((2, 5, 3), (3,)), ((0, 3), (3, 4)),
+                                   ((5, 0), (0, 4)), ((2, 0, 5, 3), (3, 4))])
+def test_matmul_matches_numpy(backend, dtype, sa, sb, rng):
+    if backend == "native" and not _native.AVAILABLE:
+        pytest.skip("native backend not built")
+    a = rng.standard_normal(sa).astype(dtype)
+    b = rng.standard_normal(sb).astype(dtype)
+    a0, b0 = a.copy(), b.copy()
+    got = run(backend, ops.matmul, a, b)
+    want = np.matmul(a, b)
+    assert got.shape == want.shape and got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-5 if dtype == np.float32 else 1e-12,
+                               atol=1e-5 if dtype == np.float32 else 1e-12)
+    np.testing.assert_array_equal(a, a0)
+    np.testing.assert_array_equal(b, b0)
+
+
+@native
+def test_matmul_views_and_layouts(dtype, rng):
+    base = rng.standard_normal((40, 60)).astype(dtype)
+    other = rng.standard_normal((60, 50)).astype(dtype)
+    views = [base, base[:, :30], base.T[:30], base[::2, ::3], base[::-1], other.T.copy().T]
+    for x in views:
+        y = other[: x.shape[1]] if x.shape[1] <= 60 else None
+        np.testing.assert_allclose(ops.matmul(x, y), np.matmul(x, y), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ops.matmul(y.T, x.T), np.matmul(y.T, x.T), rtol=1e-4,
+                                   atol=1e-4)
+    stack = rng.standard_normal((3, 20, 30)).astype(dtype)
+    for s in (stack, np.swapaxes(stack, 1, 2), stack[:, ::2], stack[::-1]):
+        t = rng.standard_normal((s.shape[-1], 7)).astype(dtype)
+        np.testing.assert_allclose(ops.matmul(s, t), np.matmul(s, t), rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(ops.matmul(np.swapaxes(s, 1, 2).T.T, s),
+                                   np.matmul(np.swapaxes(s, 1, 2), s), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("ta,tb", [(np.int64, np.int64), (np.int32, np.float32), (np.bool_, np.bool_),
+                                   (np.complex128, np.float64), (np.float16, np.float16),
+                                   (np.float32, np.float64), (np.uint8, np.float16)])
+def test_matmul_dtypes_are_numpys(ta, tb, rng):
+    a = (rng.standard_normal((4, 5)) * 3).astype(ta)
+    b = (rng.standard_normal((5, 3)) * 3).astype(tb)
+    got, want = ops.matmul(a, b), np.matmul(a, b)
+    assert got.dtype == want.dtype
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+    assert ops.matmul([[1, 2]], [[3], [4]]).tolist() == [[11]]
+
+
+def test_matmul_out(dtype, rng):
+    a = rng.standard_normal((6, 4)).astype(dtype)
+    b = rng.standard_normal((4, 5)).astype(dtype)
+    out = np.empty((6, 5), dtype)
+    assert ops.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+    wide = np.zeros((6, 5), np.float64)
+    assert ops.matmul(a, b, out=wide) is wide
+    np.testing.assert_allclose(wide, a @ b, rtol=1e-5)
+    strided = np.zeros((6, 10), dtype)[:, ::2]
+    ops.matmul(a, b, out=strided)
+    np.testing.assert_allclose(strided, a @ b, rtol=1e-5)
+    with pytest.raises(ValueError, match="shape"):
+        ops.matmul(a, b, out=np.empty((5, 6), dtype))
+    with pytest.raises(TypeError):
+        ops.matmul(a, b, out=np.empty((6, 5), np.int32))
+    with pytest.raises(ValueError, match="overlaps"):
+        square = rng.standard_normal((4, 4)).astype(dtype)
+        ops.matmul(square, square.copy(), out=square)
+    ro = np.empty((6, 5), dtype)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.matmul(a, b, out=ro)
+
+
+def test_matmul_errors():
+    with pytest.raises(ValueError, match="mismatch in its core dimension"):
+        ops.matmul(np.ones((2, 3)), np.ones((4, 2)))
+    with pytest.raises(ValueError, match="mismatch in its core dimension"):
+        ops.matmul(np.ones(3), np.ones(4))
+    with pytest.raises(ValueError, match="enough dimensions"):
+        ops.matmul(np.float64(2.0), np.ones(3))
+    with pytest.raises(ValueError, match="broadcast"):
+        ops.matmul(np.ones((2, 3, 4)), np.ones((3, 4, 5)))
+    with pytest.raises(TypeError):
+        ops.matmul(np.array(["a"]), np.ones(1))
+    with pytest.raises(TypeError):
+        ops.matmul([[1, 2], [3]], np.ones(2))
+
+
+@native
+@settings(max_examples=30, deadline=None)
+@given(m=st.integers(0, 40), n=st.integers(0, 70), k=st.integers(0, 50),
+       batch=st.sampled_from([(), (1,), (3,), (2, 2)]), trans=st.sampled_from(TRANSPOSES),
+       dtype=st.sampled_from([np.float32, np.float64]), seed=st.integers(0, 2**16))
+def test_matmul_random_shapes(m, n, k, batch, trans, dtype, seed):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(batch + ((k, m) if trans[0] else (m, k))).astype(dtype)
+    b = rng.standard_normal(batch + ((n, k) if trans[1] else (k, n))).astype(dtype)
+    a = np.swapaxes(a, -1, -2) if trans[0] else a
+    b = np.swapaxes(b, -1, -2) if trans[1] else b
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(ops.matmul(a, b), np.matmul(a, b), rtol=tol, atol=tol * (k + 1))
+
+
+# ---- linear and its backward -----------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+@pytest.mark.parametrize("name", [None] + list(ACTIVATIONS))
+def test_linear_matches_formula(backend, dtype, name, rng):
+    if backend == "native" and not _native.AVAILABLE:
+        pytest.skip("native backend not built")
+    x = rng.standard_normal((2, 9, 37)).astype(dtype)
+    w = rng.standard_normal((21, 37)).astype(dtype)
+    b = rng.standard_normal(21).astype(dtype)
+    y, z = run(backend, ops.linear, x, w, b, name, negative_slope=0.1, return_preact=True)
+    assert y.shape == z.shape == (2, 9, 21) and y.dtype == z.dtype == dtype
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(z, x @ w.T + b, rtol=tol, atol=tol * 10)
+    want = z if name in (None, "none") else ops.activation(z, name, negative_slope=0.1)
+    np.testing.assert_allclose(y, want, rtol=tol, atol=tol)
+    y_plain = run(backend, ops.linear, x, w, None, name, negative_slope=0.1)
+    want = ops.activation(x @ w.T, name or "none", negative_slope=0.1)
+    np.testing.assert_allclose(y_plain, want, rtol=tol, atol=tol * 10)
+
+
+def test_linear_gelu_tanh_and_views(dtype, rng):
+    x = rng.standard_normal((11, 16)).astype(dtype)
+    w_t = rng.standard_normal((16, 5)).astype(dtype)  # w as a transposed view
+    y = ops.linear(x, w_t.T, None, "gelu", approximate="tanh")
+    np.testing.assert_allclose(y, ops.gelu(x @ w_t, approximate="tanh"), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ops.linear(x[::2], w_t.T), x[::2] @ w_t, rtol=1e-5, atol=1e-5)
+    assert ops.linear(x[0], w_t.T).shape == (5,)
+    assert ops.linear(np.empty((0, 16), dtype), w_t.T).shape == (0, 5)
+    out = np.empty((11, 5), dtype)
+    assert ops.linear(x, w_t.T, out=out) is out
+
+
+def test_linear_other_dtypes_are_numpys(rng):
+    x = rng.integers(-5, 5, (4, 3))
+    w = rng.integers(-5, 5, (2, 3))
+    b = np.array([1, -2])
+    np.testing.assert_array_equal(ops.linear(x, w, b, "relu"), np.maximum(x @ w.T + b, 0))
+    assert ops.linear(x, w, b).dtype == np.int64
+    h = ops.linear(x.astype(np.float16), w.astype(np.float16))
+    assert h.dtype == np.float16
+
+
+def test_linear_bad_arguments(rng):
+    x, w = np.ones((4, 3)), np.ones((2, 3))
+    with pytest.raises(ValueError, match="features"):
+        ops.linear(x, np.ones((2, 4)))
+    with pytest.raises(ValueError, match="2-D"):
+        ops.linear(x, np.ones(3))
+    with pytest.raises(ValueError, match="b must have shape"):
+        ops.linear(x, w, np.ones(3))
+    with pytest.raises(ValueError, match="activation"):
+        ops.linear(x, w, None, "swish")
+    with pytest.raises(ValueError, match="approximate"):
+        ops.linear(x, w, None, "gelu", approximate="fast")
+    with pytest.raises(ValueError, match="at least 1"):
+        ops.linear(np.float64(1.0), w)
+    with pytest.raises(ValueError, match="overlaps"):
+        ops.linear(x, w, out=x[:, :2])
+    with pytest.raises(TypeError):
+        ops.linear(x, w, negative_slope="big")
+
+
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_linear_backward_matches_formulas(backend, dtype, rng):
+    if backend == "native" and not _native.AVAILABLE:
+        pytest.skip("native backend not built")
+    x = rng.standard_normal((3, 7, 19)).astype(dtype)
+    w = rng.standard_normal((13, 19)).astype(dtype)
+    dy = rng.standard_normal((3, 7, 13)).astype(dtype)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    dx, dw, db = run(backend, ops.linear_backward, dy, x, w)
+    dy2, x2 = dy.reshape(-1, 13), x.reshape(-1, 19)
+    np.testing.assert_allclose(dx, dy @ w, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(dw, dy2.T @ x2, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(db, dy2.sum(0), rtol=tol, atol=tol * 10)
+    gw, gb = np.ones((13, 19), dtype), np.ones(13, dtype)
+    none, gw_out, gb_out = run(backend, ops.linear_backward, dy, x, w, dw=gw, db=gb,
+                               compute_dx=False)
+    assert none is None and gw_out is gw and gb_out is gb
+    np.testing.assert_allclose(gw, 1 + dy2.T @ x2, rtol=tol, atol=tol * 10)
+    np.testing.assert_allclose(gb, 1 + dy2.sum(0), rtol=tol, atol=tol * 10)
+    assert run(backend, ops.linear_backward, dy, x, w, has_bias=False)[2] is None
+    g32 = np.zeros((13, 19), np.float32)  # another dtype: accumulated with a cast
+    run(backend, ops.linear_backward, dy.astype(np.float64), x, w, dw=g32)
+    np.testing.assert_allclose(g32, dy2.T @ x2, rtol=1e-5, atol=1e-4)
+    strided = np.zeros((13, 38), dtype)[:, ::2]
+    run(backend, ops.linear_backward, dy, x, w, dw=strided)
+    np.testing.assert_allclose(strided, dy2.T @ x2, rtol=tol, atol=tol * 10)
+
+
+def test_reference_backward_matches_finite_differences(rng):
+    x = rng.standard_normal((5, 4))
+    w = rng.standard_normal((3, 4))
+    b = rng.standard_normal(3)
+    r = rng.standard_normal((5, 3))
+
+    def loss(x_, w_, b_):
+        return float(np.sum(run("numpy", ops.linear, x_, w_, b_) * r))
+
+    dx, dw, db = run("numpy", ops.linear_backward, r, x, w)
+    h = 1e-6
+    for arr, grad in ((x, dx), (w, dw), (b, db)):
+        numeric = np.zeros_like(arr)
+        for idx in np.ndindex(arr.shape):
+            plus, minus = arr.copy(), arr.copy()
+            plus[idx] += h
+            minus[idx] -= h
+            args = [plus if arr is t else t for t in (x, w, b)]
+            args_m = [minus if arr is t else t for t in (x, w, b)]
+            numeric[idx] = (loss(*args) - loss(*args_m)) / (2 * h)
+        np.testing.assert_allclose(grad, numeric, rtol=1e-6, atol=1e-7)
+
+
+def test_linear_backward_bad_arguments(rng):
+    x, w, dy = np.ones((4, 3)), np.ones((2, 3)), np.ones((4, 2))
+    with pytest.raises(ValueError, match="dy has shape"):
+        ops.linear_backward(np.ones((4, 3)), x, w)
+    with pytest.raises(ValueError, match="dw has shape"):
+        ops.linear_backward(dy, x, w, dw=np.zeros((3, 2)))
+    with pytest.raises(TypeError):
+        ops.linear_backward(dy, x, w, dw=[[0.0] * 3] * 2)
+    with pytest.raises(ValueError, match="overlaps"):
+        ops.linear_backward(dy, x, w, dw=w)
+    with pytest.raises(ValueError, match="has_bias"):
+        ops.linear_backward(dy, x, w, db=np.zeros(2), has_bias=False)
+    with pytest.raises(TypeError):
+        ops.linear_backward(dy, x, w, dw=np.zeros((2, 3), np.int64))
+    ro = np.zeros(2)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="read-only"):
+        ops.linear_backward(dy, x, w, db=ro)
+
+
+# ---- the kernels refuse what would crash C ----------------------------------------------
+
+@native
+def test_native_wrappers_refuse_inconsistent_arrays():
+    a, b, c = np.ones((4, 3)), np.ones((3, 5)), np.zeros((4, 5))
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c, a, b, False, True, 1.0, 0.0, None, 0, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c[:, ::2], a, np.ones((3, 3)), False, False, 1.0, 0.0, None, 0, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c, a[::-1], b, False, False, 1.0, 0.0, None, 0, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c, a, b, False, False, 1.0, 0.0, np.ones(4), 0, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c, a, b, False, False, 1.0, 0.0, None, 8, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_fused(c, a, b, False, False, 1.0, 0.0, None, 0, 0.0, np.zeros((5, 4)))
+    with pytest.raises((ValueError, TypeError)):
+        _native.gemm_fused(c.astype(np.float32), a, b, False, False, 1.0, 0.0, None, 0, 0.0, None)
+    with pytest.raises(ValueError):
+        _native.gemm_batched(np.zeros((2, 4, 5)), np.ones((3, 4, 3)), np.ones((1, 3, 5)),
+                             False, False, 1.0, 0.0)
+    with pytest.raises(ValueError):
+        _native.gemm_colsum(np.zeros(4), np.ones((3, 5)), False)
+
+
+@native
+def test_fma_peak_is_measured():
+    assert _native._gemm._fma_peak_gflops(1) > 0.1
+
+
+# ---- PyTorch ----------------------------------------------------------------------------------
+
+def test_matches_torch(rng):
+    torch = pytest.importorskip("torch", reason="PyTorch is not installed")
+    x = rng.standard_normal((6, 5, 40))
+    w = rng.standard_normal((30, 40))
+    b = rng.standard_normal(30)
+    tx, tw, tb = (torch.from_numpy(t) for t in (x, w, b))
+    np.testing.assert_allclose(ops.linear(x, w, b, "silu"),
+                               torch.nn.functional.silu(torch.nn.functional.linear(tx, tw, tb)),
+                               rtol=1e-12, atol=1e-12)
+    a3 = rng.standard_normal((4, 1, 7, 9))
+    b3 = rng.standard_normal((3, 9, 2))
+    np.testing.assert_allclose(ops.matmul(a3, b3), torch.matmul(torch.from_numpy(a3),
+                                                                torch.from_numpy(b3)),
+                               rtol=1e-12, atol=1e-12)
+    tx.requires_grad_(True)
+    tw.requires_grad_(True)
+    tb.requires_grad_(True)
+    dy = rng.standard_normal((6, 5, 30))
+    torch.nn.functional.linear(tx, tw, tb).backward(torch.from_numpy(dy))
+    dx, dw, db = ops.linear_backward(dy, x, w)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-11)
+    np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
