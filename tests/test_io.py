@@ -136,7 +136,11 @@ def _rewrite(path, out, edit_manifest=None, extra=None):
     (lambda m: m.update({"version": 99}), "unsupported format version"),
     (lambda m: m["arrays"]["weights/0.npy"].update({"shape": [10 ** 6, 10 ** 6]}), "wrong size"),
     (lambda m: m["arrays"]["weights/0.npy"].update({"dtype": "|O"}), "malformed manifest"),
-    (lambda m: m["model"]["children"][0][1]["config"].update({"in_features": -1}), "cannot rebuild"),
+    (lambda m: m["model"]["children"][0][1]["config"].update({"in_features": -1}), "does not match"),
+    (lambda m: m["model"]["children"][0][1]["config"].update({"in_features": 10 ** 6,
+                                                              "out_features": 10 ** 6}),
+     "does not match the stored '0.weight'"),
+    (lambda m: m["model"]["children"][1][1]["config"].update({"approximate": 3}), "cannot rebuild"),
     (lambda m: m["tensors"].pop("0.bias"), "missing keys"),
 ])
 def test_crafted_manifests_are_refused(tmp_path, edit, match):

@@ -190,3 +190,85 @@ void dgemm_avx2_6x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const
             dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 3, 1);
     }
 }
+
+/* ---- packing: transposes in registers -------------------------------------------------- */
+
+/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose8_ps(__m256 r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+
+/* r[i] holds row i of a 4 x 4 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose4_pd(__m256d r[4])
+{
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
+}
+
+/* pack_trans of kernel.h: blocks of 8 source rows x 8 k (4 x 4 for doubles) are loaded
+ * (masked at the edges, rows past mn read as zero), transposed, and stored as k-rows of
+ * the panel. */
+void gemm_pack_trans_f32_avx2(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                              int w)
+{
+    float *dst = (float *)dst_;
+    const float *src = (const float *)src_;
+    for (int x0 = 0; x0 < w; x0 += 8) {
+        const __m256i lanes = lane_mask32(w - x0);
+        const int64_t rows = mn - x0;
+        for (int64_t p0 = 0; p0 < k; p0 += 8) {
+            const int64_t kk = k - p0 < 8 ? k - p0 : 8;
+            const __m256i cols = lane_mask32((int)kk);
+            __m256 r[8];
+            for (int i = 0; i < 8; i++)
+                r[i] = i < rows ? _mm256_maskload_ps(src + (x0 + i) * ld + p0, cols)
+                                : _mm256_setzero_ps();
+            transpose8_ps(r);
+            for (int64_t i = 0; i < kk; i++)
+                _mm256_maskstore_ps(dst + (p0 + i) * w + x0, lanes, r[i]);
+        }
+    }
+}
+
+void gemm_pack_trans_f64_avx2(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                              int w)
+{
+    double *dst = (double *)dst_;
+    const double *src = (const double *)src_;
+    for (int x0 = 0; x0 < w; x0 += 4) {
+        const __m256i lanes = lane_mask64(w - x0);
+        const int64_t rows = mn - x0;
+        for (int64_t p0 = 0; p0 < k; p0 += 4) {
+            const int64_t kk = k - p0 < 4 ? k - p0 : 4;
+            const __m256i cols = lane_mask64((int)kk);
+            __m256d r[4];
+            for (int i = 0; i < 4; i++)
+                r[i] = i < rows ? _mm256_maskload_pd(src + (x0 + i) * ld + p0, cols)
+                                : _mm256_setzero_pd();
+            transpose4_pd(r);
+            for (int64_t i = 0; i < kk; i++)
+                _mm256_maskstore_pd(dst + (p0 + i) * w + x0, lanes, r[i]);
+        }
+    }
+}

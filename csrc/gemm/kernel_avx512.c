@@ -25,25 +25,32 @@ PYNN_INLINE __mmask8 mask8(int n)
     return n >= 8 ? (__mmask8)0xFF : n <= 0 ? (__mmask8)0 : (__mmask8)((1u << n) - 1);
 }
 
-/* Pulls the rows of a C tile towards L1 while the k loop runs. */
-PYNN_INLINE void prefetch_tile(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes, int l2)
+/* The C tile is fetched in two steps: into L2 when the k loop starts (a prefetch into
+ * L1 then would be evicted by the B panel streaming through L1 before the epilogue),
+ * and into L1 this many steps before the loop ends. */
+#define PREFETCH_C_STEPS 32
+
+PYNN_INLINE void prefetch_c_l2(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes)
 {
     for (int i = 0; i < m; i++) {
-        if (l2) {
         _mm_prefetch(c + i * ldc_bytes, _MM_HINT_T1);
         _mm_prefetch(c + i * ldc_bytes + row_bytes - 1, _MM_HINT_T1);
-        } else {
+    }
+}
+
+PYNN_INLINE void prefetch_c_l1(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes)
+{
+    for (int i = 0; i < m; i++) {
         _mm_prefetch(c + i * ldc_bytes, _MM_HINT_T0);
         _mm_prefetch(c + i * ldc_bytes + row_bytes - 1, _MM_HINT_T0);
-        }
     }
 }
 
 /* ---- float: 12 x 32 ------------------------------------------------------------------ */
 
 /* The epilogue of kernel.h on rows i < m, columns j < n. */
-PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12][2], int V,
-                             const gemm_epilogue *ep)
+PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12][2], const int R,
+                             const int V, const gemm_epilogue *ep)
 {
     const __mmask16 mk[2] = {mask16(n), mask16(n - 16)};
     const __m512 alpha = _mm512_set1_ps((float)ep->alpha), beta = _mm512_set1_ps((float)ep->beta);
@@ -55,7 +62,7 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12]
         if (V > 1)
             bv[1] = _mm512_maskz_loadu_ps(mk[1], bias + 16);
     }
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) {
+    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
         if (i >= m)
             break;
         _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
@@ -74,28 +81,13 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12]
     }
 }
 
-/* One tile with R rows and V vectors of accumulators; called with constants for R and V
- * and a literal 1 for rs_a or cs_a, so that each call compiles to its own loop with the
- * accumulators in registers and the unit stride folded into the addresses. */
-#ifndef PFA
-#define PFA 0
-#endif
-#ifndef PFB
-#define PFB 0
-#endif
-#ifndef PFC
-#define PFC 1
-#endif
-#ifndef PFCD
-#define PFCD 48
-#endif
-PYNN_INLINE void sgemm_loop(int64_t k, const float **ap, int64_t rs_a, int64_t cs_a,
-                            const float **bp, int64_t rs_b, __m512 acc[12][2], const int R, const int V)
+/* acc[i][v] += A(i, p) * B(p, 16v..16v+15) over `steps` values of p; advances a and b. */
+PYNN_INLINE void sgemm_steps(int64_t steps, const float **a_, int64_t rs_a, int64_t cs_a,
+                             const float **b_, int64_t rs_b, __m512 acc[12][2], const int R,
+                             const int V)
 {
-    const float *a = *ap, *b = *bp;
-    for (int64_t p = 0; p < k; p++) {
-        if (PFA) _mm_prefetch((const char *)(a + PFA * cs_a), _MM_HINT_T0);
-        if (PFB) { _mm_prefetch((const char *)(b + PFB * rs_b), _MM_HINT_T0); _mm_prefetch((const char *)(b + PFB * rs_b + 16), _MM_HINT_T0); }
+    const float *a = *a_, *b = *b_;
+    for (int64_t p = 0; p < steps; p++) {
         const __m512 b0 = _mm512_loadu_ps(b);
         const __m512 b1 = V > 1 ? _mm512_loadu_ps(b + 16) : b0;
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
@@ -107,9 +99,14 @@ PYNN_INLINE void sgemm_loop(int64_t k, const float **ap, int64_t rs_a, int64_t c
         a += cs_a;
         b += rs_b;
     }
-    *ap = a; *bp = b;
+    *a_ = a;
+    *b_ = b;
 }
 
+/* A tile computed with R rows and V vectors of accumulators (R >= m, 16 V >= n). Called
+ * with constants for R and V and a literal 1 for rs_a or cs_a, so that each call compiles
+ * to its own loop with the accumulators in registers and the unit stride folded into the
+ * addresses. */
 PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
                             const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
                             const gemm_epilogue *ep, const int R, const int V)
@@ -117,13 +114,35 @@ PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_
     __m512 acc[12][2];
     _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    if (PFC == 1) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 0);
-    if (PFC == 3) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 1);
-    const int64_t k1 = PFC >= 2 && k > PFCD ? k - PFCD : 0;
-    sgemm_loop(k1, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    if (PFC >= 2) prefetch_tile((const char *)c, ldc * 4, m, n * 4, 0);
-    sgemm_loop(k - k1, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    sgemm_store(c, ldc, m, n, acc, V, ep);
+    const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
+    prefetch_c_l2((const char *)c, ldc * 4, m, n * 4);
+    sgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    prefetch_c_l1((const char *)c, ldc * 4, m, n * 4);
+    sgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    sgemm_store(c, ldc, m, n, acc, R, V, ep);
+}
+
+/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
+ * with a literal 1 for rs_a or for cs_a. */
+PYNN_INLINE void sgemm_edge(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
+                             const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
+                             const gemm_epilogue *ep)
+{
+    if (n > 16) {
+        if (m > 8)
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
+        else if (m > 4)
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
+        else
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
+    } else {
+        if (m > 8)
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
+        else if (m > 4)
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
+        else
+            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
+    }
 }
 
 void sgemm_avx512_12x32(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
@@ -132,33 +151,17 @@ void sgemm_avx512_12x32(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, c
 {
     const float *a = (const float *)a_, *b = (const float *)b_;
     float *c = (float *)c_;
-    const int wide = n > 16, tall = m > 6;
-    if (rs_a == 1) {
-        if (tall && wide)
-            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (tall)
-            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (wide)
-            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 2);
-        else
-            sgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 1);
-    } else {
-        if (tall && wide)
-            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (tall)
-            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (wide)
-            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 2);
-        else
-            sgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 1);
-    }
+    if (rs_a == 1)
+        sgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else
+        sgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
 }
 
 /* ---- double: 12 x 16 ----------------------------------------------------------------- */
 
 /* The epilogue of kernel.h on rows i < m, columns j < n. */
-PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[12][2], int V,
-                             const gemm_epilogue *ep)
+PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[12][2], const int R,
+                             const int V, const gemm_epilogue *ep)
 {
     const __mmask8 mk[2] = {mask8(n), mask8(n - 8)};
     const __m512d alpha = _mm512_set1_pd(ep->alpha), beta = _mm512_set1_pd(ep->beta);
@@ -170,7 +173,7 @@ PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[1
         if (V > 1)
             bv[1] = _mm512_maskz_loadu_pd(mk[1], bias + 8);
     }
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++) {
+    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
         if (i >= m)
             break;
         _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
@@ -189,17 +192,13 @@ PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[1
     }
 }
 
-/* One tile with R rows and V vectors of accumulators; called with constants for R and V
- * and a literal 1 for rs_a or cs_a, so that each call compiles to its own loop with the
- * accumulators in registers and the unit stride folded into the addresses. */
-PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
-                            const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
-                            const gemm_epilogue *ep, const int R, const int V)
+/* acc[i][v] += A(i, p) * B(p, 8v..8v+7) over `steps` values of p; advances a and b. */
+PYNN_INLINE void dgemm_steps(int64_t steps, const double **a_, int64_t rs_a, int64_t cs_a,
+                             const double **b_, int64_t rs_b, __m512d acc[12][2], const int R,
+                             const int V)
 {
-    __m512d acc[12][2];
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-    for (int64_t p = 0; p < k; p++) {
+    const double *a = *a_, *b = *b_;
+    for (int64_t p = 0; p < steps; p++) {
         const __m512d b0 = _mm512_loadu_pd(b);
         const __m512d b1 = V > 1 ? _mm512_loadu_pd(b + 8) : b0;
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
@@ -211,7 +210,50 @@ PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs
         a += cs_a;
         b += rs_b;
     }
-    dgemm_store(c, ldc, m, n, acc, V, ep);
+    *a_ = a;
+    *b_ = b;
+}
+
+/* A tile computed with R rows and V vectors of accumulators (R >= m, 8 V >= n). Called
+ * with constants for R and V and a literal 1 for rs_a or cs_a, so that each call compiles
+ * to its own loop with the accumulators in registers and the unit stride folded into the
+ * addresses. */
+PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
+                            const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
+                            const gemm_epilogue *ep, const int R, const int V)
+{
+    __m512d acc[12][2];
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
+        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
+    const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
+    prefetch_c_l2((const char *)c, ldc * 8, m, n * 8);
+    dgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    prefetch_c_l1((const char *)c, ldc * 8, m, n * 8);
+    dgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    dgemm_store(c, ldc, m, n, acc, R, V, ep);
+}
+
+/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
+ * with a literal 1 for rs_a or for cs_a. */
+PYNN_INLINE void dgemm_edge(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
+                             const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
+                             const gemm_epilogue *ep)
+{
+    if (n > 8) {
+        if (m > 8)
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
+        else if (m > 4)
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
+        else
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
+    } else {
+        if (m > 8)
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
+        else if (m > 4)
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
+        else
+            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
+    }
 }
 
 void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
@@ -220,25 +262,114 @@ void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, c
 {
     const double *a = (const double *)a_, *b = (const double *)b_;
     double *c = (double *)c_;
-    prefetch_tile((const char *)c, ldc * 8, m, n * 8, 0);
-    const int wide = n > 8, tall = m > 6;
-    if (rs_a == 1) {
-        if (tall && wide)
-            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (tall)
-            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (wide)
-            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 2);
-        else
-            dgemm_tile(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep, 6, 1);
-    } else {
-        if (tall && wide)
-            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (tall)
-            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (wide)
-            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 2);
-        else
-            dgemm_tile(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep, 6, 1);
+    if (rs_a == 1)
+        dgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else
+        dgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
+}
+
+/* ---- packing: transposes in registers -------------------------------------------------- */
+
+/* r[i] holds row i of a 16 x 16 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose16_ps(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose8_pd(__m512d r[8])
+{
+    __m512d t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+        r[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
+        r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
+        r[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xDD);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+
+/* pack_trans of kernel.h: blocks of 16 source rows x 16 k are loaded (masked at the
+ * edges, rows past mn read as zero), transposed, and stored as 16 k-rows of the panel. */
+void gemm_pack_trans_f32_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn,
+                                int64_t k, int w)
+{
+    float *dst = (float *)dst_;
+    const float *src = (const float *)src_;
+    for (int x0 = 0; x0 < w; x0 += 16) {
+        const __mmask16 lanes = mask16(w - x0);
+        const int64_t rows = mn - x0;
+        for (int64_t p0 = 0; p0 < k; p0 += 16) {
+            const int64_t kk = k - p0 < 16 ? k - p0 : 16;
+            __m512 r[16];
+            if (rows <= 0) {
+                for (int i = 0; i < 16; i++)
+                    r[i] = _mm512_setzero_ps();
+            } else {
+                const __mmask16 cols = mask16((int)kk);
+                for (int i = 0; i < 16; i++)
+                    r[i] = i < rows ? _mm512_maskz_loadu_ps(cols, src + (x0 + i) * ld + p0)
+                                    : _mm512_setzero_ps();
+                transpose16_ps(r);
+            }
+            for (int64_t i = 0; i < kk; i++)
+                _mm512_mask_storeu_ps(dst + (p0 + i) * w + x0, lanes, r[i]);
+        }
+    }
+}
+
+void gemm_pack_trans_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn,
+                                int64_t k, int w)
+{
+    double *dst = (double *)dst_;
+    const double *src = (const double *)src_;
+    for (int x0 = 0; x0 < w; x0 += 8) {
+        const __mmask8 lanes = mask8(w - x0);
+        const int64_t rows = mn - x0;
+        for (int64_t p0 = 0; p0 < k; p0 += 8) {
+            const int64_t kk = k - p0 < 8 ? k - p0 : 8;
+            __m512d r[8];
+            if (rows <= 0) {
+                for (int i = 0; i < 8; i++)
+                    r[i] = _mm512_setzero_pd();
+            } else {
+                const __mmask8 cols = mask8((int)kk);
+                for (int i = 0; i < 8; i++)
+                    r[i] = i < rows ? _mm512_maskz_loadu_pd(cols, src + (x0 + i) * ld + p0)
+                                    : _mm512_setzero_pd();
+                transpose8_pd(r);
+            }
+            for (int64_t i = 0; i < kk; i++)
+                _mm512_mask_storeu_pd(dst + (p0 + i) * w + x0, lanes, r[i]);
+        }
     }
 }

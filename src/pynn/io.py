@@ -16,7 +16,7 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import secrets
 import zipfile
 from collections import OrderedDict
 
@@ -70,7 +70,33 @@ def _describe(module, path="model"):
     return spec
 
 
-def _build(spec, classes, path="model"):
+# Parameter shapes that built-in layers derive from their configuration. They are checked
+# against the stored arrays before a layer is constructed, so that a crafted configuration
+# cannot make a constructor allocate and initialise more than the file holds.
+_DECLARED_SHAPES = {
+    "Linear": lambda c: {"weight": [c["out_features"], c["in_features"]]},
+    "BatchNorm1d": lambda c: ({"running_mean": [c["num_features"]]}
+                              if c.get("track_running_stats", True) else
+                              {"weight": [c["num_features"]]} if c.get("affine", True) else {}),
+}
+
+
+def _check_declared(spec, shapes, prefix, path):
+    declared = _DECLARED_SHAPES.get(spec["class"])
+    if declared is None:
+        return
+    try:
+        expected = declared(spec["config"])
+    except (KeyError, TypeError):
+        raise ModelFileError(f"{path}: malformed {spec['class']} configuration") from None
+    for name, shape in expected.items():
+        if shapes.get(prefix + name) != shape:
+            raise ModelFileError(f"{path}: {spec['class']} configuration {spec['config']} does "
+                                 f"not match the stored {prefix + name!r}")
+
+
+def _build(spec, classes, shapes, prefix="", path="model"):
+    """Rebuild a module from its description; `shapes` maps state keys to stored shapes."""
     if not isinstance(spec, dict) or not isinstance(spec.get("class"), str) \
             or not isinstance(spec.get("config"), dict):
         raise ModelFileError(f"{path}: malformed module description")
@@ -82,7 +108,9 @@ def _build(spec, classes, path="model"):
     if not isinstance(children, list) or not all(
             isinstance(c, list) and len(c) == 2 and isinstance(c[0], str) for c in children):
         raise ModelFileError(f"{path}: malformed children list")
-    built = OrderedDict((name, _build(child, classes, f"{path}.{name}")) for name, child in children)
+    built = OrderedDict((name, _build(child, classes, shapes, f"{prefix}{name}.", f"{path}.{name}"))
+                        for name, child in children)
+    _check_declared(spec, shapes, prefix, path)
     try:
         if spec["class"] == "Sequential":
             module = nn.Sequential(built)
@@ -92,11 +120,10 @@ def _build(spec, classes, path="model"):
             module = nn.Residual(*built.values())
         else:
             module = cls(**spec["config"])
-            if built:
-                for name, child in built.items():
-                    if dict(module.named_children()).get(name) is None:
-                        raise ModelFileError(f"{path}: {spec['class']} has no child {name!r}")
-                    module.add_module(name, child)
+            for name, child in built.items():
+                if dict(module.named_children()).get(name) is None:
+                    raise ModelFileError(f"{path}: {spec['class']} has no child {name!r}")
+                module.add_module(name, child)
     except ModelFileError:
         raise
     except (TypeError, ValueError) as exc:
@@ -195,7 +222,7 @@ def save(model, path, optimizer=None):
     text = json.dumps(manifest, indent=1).encode("utf-8")
 
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = _create_temporary(directory, os.path.basename(path))
     try:
         with os.fdopen(fd, "wb") as f:
             with zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -222,6 +249,18 @@ def save(model, path, optimizer=None):
             pass
         finally:
             os.close(dir_fd)
+
+
+def _create_temporary(directory, name):
+    """A new file beside the target, created with mode 0o666 so that the umask gives it
+    the permissions of any file the user creates (tempfile.mkstemp would make it 0o600)."""
+    while True:
+        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def _describe_optimizer(model, optimizer, arrays):
@@ -289,7 +328,8 @@ def load(path, with_optimizer=False, custom_modules=None):
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     try:
-        model = _build(manifest["model"], classes)
+        shapes = {key: manifest["arrays"][name]["shape"] for key, name in manifest["tensors"].items()}
+        model = _build(manifest["model"], classes, shapes)
         state = OrderedDict((key, arrays[name]) for key, name in manifest["tensors"].items())
         model.load_state_dict(state, strict=True, assign=True)
         optimizer = None

@@ -5,7 +5,13 @@
 Same names and signatures as pynn.backends.numpy.gemm, which documents them. A matrix is
 a 2-D array whose rows are contiguous (unit stride in the last dimension); its row stride
 is the leading dimension handed to C.
+
+Arrays are read through the buffer protocol directly rather than typed memoryviews: a
+product of small matrices takes a few microseconds, and fused-type dispatch plus a
+memoryview per operand would add more than one to every call.
 """
+from cpython.buffer cimport (PyBUF_RECORDS, PyBUF_RECORDS_RO, PyBuffer_Release,
+                             PyObject_GetBuffer)
 from libc.stdint cimport int64_t
 
 include "_common.pxi"
@@ -43,145 +49,168 @@ cdef enum:
     ACT_COUNT = 8
 
 
-cdef inline int64_t row_stride(Py_ssize_t rows, Py_ssize_t cols, Py_ssize_t stride,
-                               Py_ssize_t col_stride, Py_ssize_t itemsize, str name) except -1:
-    """The leading dimension (in elements) of a matrix with rows x cols and strides
-    (stride, col_stride) in bytes, whose rows must be contiguous; a matrix of one row has
-    no meaningful row stride."""
-    if cols > 1 and col_stride != itemsize:
-        raise ValueError(f"{name}: rows must be contiguous (column stride {col_stride} bytes)")
-    if rows <= 1 or cols == 0:
-        return cols if cols > 1 else 1
-    if stride < cols * itemsize or stride % itemsize:
-        raise ValueError(f"{name}: row stride {stride} bytes does not fit rows of {cols} "
-                         f"elements of {itemsize} bytes")
-    return stride // itemsize
+cdef class Array:
+    """An array's buffer, held while a kernel runs, seen as a stack of matrices: `count`
+    matrices (rows, cols) `stride` elements apart, rows `ld` elements apart and contiguous.
+    A 1-D array is one row; a 2-D array one matrix."""
+    cdef Py_buffer view
+    cdef bint held
+    cdef char kind                   # b'f' (float32) or b'd' (float64)
+    cdef char *data
+    cdef Py_ssize_t count, rows, cols
+    cdef int64_t stride, ld
+
+    def __cinit__(self, obj, str name, bint writable, int ndim):
+        PyObject_GetBuffer(obj, &self.view, PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
+        self.held = True
+        v = &self.view
+        fmt = v.format
+        if fmt[0] == b"@" or fmt[0] == b"=":
+            fmt += 1
+        if (fmt[0] != b"f" and fmt[0] != b"d") or fmt[1] != 0:
+            raise ValueError(f"{name} must hold native float32 or float64, not format "
+                             f"{v.format.decode()!r}")
+        if v.ndim != ndim:
+            raise ValueError(f"{name} must be {ndim}-D, got {v.ndim}-D")
+        self.kind = fmt[0]
+        self.data = <char *>v.buf
+        cdef Py_ssize_t item = v.itemsize
+        self.count = v.shape[0] if ndim == 3 else 1
+        self.rows = v.shape[ndim - 2] if ndim >= 2 else 1
+        self.cols = v.shape[ndim - 1]
+        cdef Py_ssize_t col_stride = v.strides[ndim - 1]
+        cdef Py_ssize_t row_stride = v.strides[ndim - 2] if ndim >= 2 else 0
+        if self.cols > 1 and col_stride != item:
+            raise ValueError(f"{name}: rows must be contiguous (element stride "
+                             f"{col_stride} bytes)")
+        if self.rows <= 1 or self.cols == 0:
+            self.ld = self.cols if self.cols > 1 else 1
+        elif row_stride < self.cols * item or row_stride % item:
+            raise ValueError(f"{name}: row stride {row_stride} bytes does not fit rows of "
+                             f"{self.cols} elements")
+        else:
+            self.ld = row_stride // item
+        self.stride = 0
+        if ndim == 3 and self.count > 1:
+            if v.strides[0] < 0 or v.strides[0] % item:
+                raise ValueError(f"{name}: the matrices must be a non-negative whole number "
+                                 "of elements apart")
+            self.stride = v.strides[0] // item
+
+    def __dealloc__(self):
+        if self.held:
+            PyBuffer_Release(&self.view)
+
+    cdef int shape_is(self, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
+        if self.view.ndim == 1 and self.cols != cols:
+            raise ValueError(f"{name} has {self.cols} elements, expected {cols}")
+        if self.rows != rows or self.cols != cols:
+            raise ValueError(f"{name} has matrices of shape ({self.rows}, {self.cols}), "
+                             f"expected ({rows}, {cols})")
+        return 0
+
+    cdef int same_kind(self, Array other, str name, str other_name) except -1:
+        if self.kind != other.kind:
+            raise ValueError(f"{name} and {other_name} must have the same dtype")
+        return 0
 
 
-cdef int check_dims(Py_ssize_t got_rows, Py_ssize_t got_cols, Py_ssize_t rows,
-                    Py_ssize_t cols, str name) except -1:
-    if got_rows != rows or got_cols != cols:
-        raise ValueError(f"{name} has shape ({got_rows}, {got_cols}), expected ({rows}, {cols})")
-    return 0
+cdef Array optional(obj, str name, bint writable, int ndim):
+    return None if obj is None else Array(obj, name, writable, ndim)
 
 
-def gemm_fused(real[:, :] c, const real[:, :] a, const real[:, :] b, bint trans_a,
-         bint trans_b, double alpha, double beta, const real[::1] bias, int activation,
-         double negative_slope, real[:, :] preact):
+def gemm_fused(c, a, b, bint trans_a, bint trans_b, double alpha, double beta, bias,
+               int activation, double negative_slope, preact):
     """c = act(alpha * op(a) @ op(b) + beta * c + bias); see pynn.backends.numpy.gemm."""
-    cdef Py_ssize_t m = c.shape[0], n = c.shape[1]
-    cdef Py_ssize_t k = a.shape[0] if trans_a else a.shape[1]
+    cdef Array C = Array(c, "c", True, 2), A = Array(a, "a", False, 2)
+    cdef Array B = Array(b, "b", False, 2), BIAS = optional(bias, "bias", False, 1)
+    cdef Array P = optional(preact, "preact", True, 2)
+    cdef Py_ssize_t m = C.rows, n = C.cols
+    cdef Py_ssize_t k = A.rows if trans_a else A.cols
     if activation < 0 or activation >= ACT_COUNT:
         raise ValueError(f"gemm_fused: unknown activation code {activation}")
-    if trans_a:
-        check_dims(a.shape[0], a.shape[1], k, m, "a")
-    else:
-        check_dims(a.shape[0], a.shape[1], m, k, "a")
-    if trans_b:
-        check_dims(b.shape[0], b.shape[1], n, k, "b")
-    else:
-        check_dims(b.shape[0], b.shape[1], k, n, "b")
-    if bias is not None and bias.shape[0] != n:
-        raise ValueError(f"bias has {bias.shape[0]} elements, expected {n}")
-    if preact is not None:
-        check_dims(preact.shape[0], preact.shape[1], m, n, "preact")
+    A.same_kind(C, "a", "c")
+    B.same_kind(C, "b", "c")
+    A.shape_is(k if trans_a else m, m if trans_a else k, "a")
+    B.shape_is(n if trans_b else k, k if trans_b else n, "b")
+    if BIAS is not None:
+        BIAS.same_kind(C, "bias", "c")
+        BIAS.shape_is(1, n, "bias")
+    if P is not None:
+        P.same_kind(C, "preact", "c")
+        P.shape_is(m, n, "preact")
     if m == 0 or n == 0:
         return
-    cdef Py_ssize_t es = sizeof(real)
-    cdef int64_t ldc = row_stride(m, n, c.strides[0], c.strides[1], es, "c")
-    cdef int64_t lda = row_stride(a.shape[0], a.shape[1], a.strides[0], a.strides[1], es, "a")
-    cdef int64_t ldb = row_stride(b.shape[0], b.shape[1], b.strides[0], b.strides[1], es, "b")
-    cdef int64_t ldp = 0
-    cdef real *pp = NULL
-    cdef const real *pbias = NULL
-    # a k == 0 operand has no elements to point at; C never reads it
-    cdef real dummy = 0
-    cdef const real *pa = &a[0, 0] if a.shape[0] and a.shape[1] else &dummy
-    cdef const real *pb = &b[0, 0] if b.shape[0] and b.shape[1] else &dummy
-    if preact is not None:
-        ldp = row_stride(m, n, preact.strides[0], preact.strides[1], es, "preact")
-        pp = &preact[0, 0]
-    if bias is not None:
-        pbias = &bias[0]
+    cdef int64_t ldp = P.ld if P is not None else 0
+    cdef char *pp = P.data if P is not None else NULL
+    cdef const char *pbias = BIAS.data if BIAS is not None else NULL
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
-        if real is float:
-            status = pynn_gemm_f32(&c[0, 0], ldc, pp, ldp, pa, lda, pb, ldb, pbias, trans_a,
-                                   trans_b, <float>alpha, <float>beta, activation,
-                                   <float>negative_slope, m, n, k, nt)
+        if C.kind == b"f":
+            status = pynn_gemm_f32(<float *>C.data, C.ld, <float *>pp, ldp,
+                                   <const float *>A.data, A.ld, <const float *>B.data, B.ld,
+                                   <const float *>pbias, trans_a, trans_b, <float>alpha,
+                                   <float>beta, activation, <float>negative_slope, m, n, k, nt)
         else:
-            status = pynn_gemm_f64(&c[0, 0], ldc, pp, ldp, pa, lda, pb, ldb, pbias, trans_a,
-                                   trans_b, alpha, beta, activation, negative_slope, m, n, k,
-                                   nt)
+            status = pynn_gemm_f64(<double *>C.data, C.ld, <double *>pp, ldp,
+                                   <const double *>A.data, A.ld, <const double *>B.data, B.ld,
+                                   <const double *>pbias, trans_a, trans_b, alpha, beta,
+                                   activation, negative_slope, m, n, k, nt)
     check_status(status, "gemm_fused")
 
 
-def gemm_batched(real[:, :, :] c, const real[:, :, :] a, const real[:, :, :] b,
-                 bint trans_a, bint trans_b, double alpha, double beta):
+def gemm_batched(c, a, b, bint trans_a, bint trans_b, double alpha, double beta):
     """c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e]; see pynn.backends.numpy.gemm."""
-    cdef Py_ssize_t batch = c.shape[0], m = c.shape[1], n = c.shape[2]
-    cdef Py_ssize_t k = a.shape[1] if trans_a else a.shape[2]
-    if a.shape[0] != batch and a.shape[0] != 1:
-        raise ValueError(f"a has {a.shape[0]} matrices, expected 1 or {batch}")
-    if b.shape[0] != batch and b.shape[0] != 1:
-        raise ValueError(f"b has {b.shape[0]} matrices, expected 1 or {batch}")
-    if trans_a:
-        check_dims(a.shape[1], a.shape[2], k, m, "a")
-    else:
-        check_dims(a.shape[1], a.shape[2], m, k, "a")
-    if trans_b:
-        check_dims(b.shape[1], b.shape[2], n, k, "b")
-    else:
-        check_dims(b.shape[1], b.shape[2], k, n, "b")
+    cdef Array C = Array(c, "c", True, 3), A = Array(a, "a", False, 3)
+    cdef Array B = Array(b, "b", False, 3)
+    cdef Py_ssize_t batch = C.count, m = C.rows, n = C.cols
+    cdef Py_ssize_t k = A.rows if trans_a else A.cols
+    A.same_kind(C, "a", "c")
+    B.same_kind(C, "b", "c")
+    if A.count != batch and A.count != 1:
+        raise ValueError(f"a has {A.count} matrices, expected 1 or {batch}")
+    if B.count != batch and B.count != 1:
+        raise ValueError(f"b has {B.count} matrices, expected 1 or {batch}")
+    A.shape_is(k if trans_a else m, m if trans_a else k, "a")
+    B.shape_is(n if trans_b else k, k if trans_b else n, "b")
     if batch == 0 or m == 0 or n == 0:
         return
-    cdef Py_ssize_t es = sizeof(real)
-    cdef int64_t ldc = row_stride(m, n, c.strides[1], c.strides[2], es, "c")
-    cdef int64_t lda = row_stride(a.shape[1], a.shape[2], a.strides[1], a.strides[2], es, "a")
-    cdef int64_t ldb = row_stride(b.shape[1], b.shape[2], b.strides[1], b.strides[2], es, "b")
-    if batch > 1 and (c.strides[0] < m * ldc * es or c.strides[0] % es):
+    if batch > 1 and C.stride < m * C.ld:
         raise ValueError("c: the matrices of the batch overlap")
-    if a.strides[0] < 0 or a.strides[0] % es or b.strides[0] < 0 or b.strides[0] % es:
-        raise ValueError("a and b need non-negative batch strides in whole elements")
-    cdef int64_t stride_c = c.strides[0] // es
-    cdef int64_t stride_a = a.strides[0] // es if a.shape[0] > 1 else 0
-    cdef int64_t stride_b = b.strides[0] // es if b.shape[0] > 1 else 0
-    cdef real dummy = 0
-    cdef const real *pa = &a[0, 0, 0] if a.shape[1] and a.shape[2] else &dummy
-    cdef const real *pb = &b[0, 0, 0] if b.shape[1] and b.shape[2] else &dummy
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
-        if real is float:
-            status = pynn_gemm_batched_f32(&c[0, 0, 0], ldc, stride_c, pa, lda, stride_a, pb,
-                                           ldb, stride_b, trans_a, trans_b, <float>alpha,
-                                           <float>beta, batch, m, n, k, nt)
+        if C.kind == b"f":
+            status = pynn_gemm_batched_f32(<float *>C.data, C.ld, C.stride,
+                                           <const float *>A.data, A.ld, A.stride,
+                                           <const float *>B.data, B.ld, B.stride, trans_a,
+                                           trans_b, <float>alpha, <float>beta, batch, m, n, k,
+                                           nt)
         else:
-            status = pynn_gemm_batched_f64(&c[0, 0, 0], ldc, stride_c, pa, lda, stride_a, pb,
-                                           ldb, stride_b, trans_a, trans_b, alpha, beta, batch,
-                                           m, n, k, nt)
+            status = pynn_gemm_batched_f64(<double *>C.data, C.ld, C.stride,
+                                           <const double *>A.data, A.ld, A.stride,
+                                           <const double *>B.data, B.ld, B.stride, trans_a,
+                                           trans_b, alpha, beta, batch, m, n, k, nt)
     check_status(status, "gemm_batched")
 
 
-def gemm_colsum(real[::1] db, const real[:, :] dy, bint accumulate):
+def gemm_colsum(db, dy, bint accumulate):
     """db = dy.sum(0), or db += dy.sum(0); see pynn.backends.numpy.gemm."""
-    cdef Py_ssize_t m = dy.shape[0], n = dy.shape[1]
-    if db.shape[0] != n:
-        raise ValueError(f"db has {db.shape[0]} elements, expected {n}")
-    if n == 0:
+    cdef Array DB = Array(db, "db", True, 1), DY = Array(dy, "dy", False, 2)
+    DY.same_kind(DB, "dy", "db")
+    DB.shape_is(1, DY.cols, "db")
+    if DY.cols == 0:
         return
-    cdef Py_ssize_t es = sizeof(real)
-    cdef int64_t ldy = row_stride(m, n, dy.strides[0], dy.strides[1], es, "dy")
-    cdef real dummy = 0
-    cdef const real *py = &dy[0, 0] if m else &dummy
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
-        if real is float:
-            status = pynn_gemm_colsum_f32(&db[0], py, ldy, accumulate, m, n, nt)
+        if DB.kind == b"f":
+            status = pynn_gemm_colsum_f32(<float *>DB.data, <const float *>DY.data, DY.ld,
+                                          accumulate, DY.rows, DY.cols, nt)
         else:
-            status = pynn_gemm_colsum_f64(&db[0], py, ldy, accumulate, m, n, nt)
+            status = pynn_gemm_colsum_f64(<double *>DB.data, <const double *>DY.data, DY.ld,
+                                          accumulate, DY.rows, DY.cols, nt)
     check_status(status, "gemm_colsum")
 
 

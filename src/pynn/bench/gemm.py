@@ -66,9 +66,18 @@ def _calls_per_batch(fn, min_time):
     return max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
 
 
+# Idle worker threads keep spinning for a while after a call (OpenBLAS's for up to about
+# 0.1 s), taking a core from whichever library runs next; a pause between libraries lets
+# them go to sleep first.
+SETTLE = 0.15
+
+
 def best_times(fns, rounds, min_time):
     """Best seconds per call of each function, the functions taking turns each round."""
-    counts = [_calls_per_batch(fn, min_time) for fn in fns]
+    counts = []
+    for fn in fns:
+        counts.append(_calls_per_batch(fn, min_time))
+        time.sleep(SETTLE)
     best = [math.inf] * len(fns)
     for _ in range(rounds):
         for i, (fn, count) in enumerate(zip(fns, counts)):
@@ -76,6 +85,7 @@ def best_times(fns, rounds, min_time):
             for _ in range(count):
                 fn()
             best[i] = min(best[i], (time.perf_counter() - t0) / count)
+            time.sleep(SETTLE)
     return best
 
 
@@ -101,7 +111,7 @@ def main(argv=None):
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(nthreads)
-    rounds, min_time = (3, 0.02) if args.quick else (7, 0.05)
+    rounds, min_time = (2, 0.02) if args.quick else (4, 0.04)
     peak = _gemm._fma_peak_gflops(nthreads)
     print(f"pynn {pynn.__version__} ({_native.get_isa()}), numpy {np.__version__}"
           + (f", torch {torch.__version__}" if torch else ", torch not installed")

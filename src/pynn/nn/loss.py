@@ -176,7 +176,11 @@ class BCEWithLogitsLoss(_Loss):
 
     def __init__(self, weight=None, reduction="mean", pos_weight=None):
         super().__init__(reduction)
-        self.weight = None if weight is None else np.asarray(weight)
+        if weight is not None:
+            weight = np.asarray(weight)
+            if weight.dtype.kind not in "biuf":
+                raise TypeError(f"weight must hold real numbers, got dtype {weight.dtype}")
+        self.weight = weight
         self.pos_weight = _optional_vector(pos_weight, "pos_weight")
 
     def forward(self, input, target):
