@@ -109,6 +109,7 @@ def test_early_stopping_needs_a_reported_metric():
                  progress=False)
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered")
 def test_nonfinite_loss_stops_with_clear_error_and_finite_weights(backend):
     X, y = _toy()
     model = _model()

@@ -27,9 +27,9 @@ static const gemm_arch sgemm_table[] = {
                           gemm_pack_copy_f32, gemm_pack_trans_f32, act_f32},
 #ifdef PYNN_X86
     [PYNN_ISA_AVX2] =    {4,      6, 16, 256, 1536,  512, sgemm_avx2_6x16,
-                          gemm_pack_copy_f32, gemm_pack_trans_f32_avx2, act_f32},
+                          gemm_pack_copy_f32_avx2, gemm_pack_trans_f32_avx2, act_f32},
     [PYNN_ISA_AVX512] =  {4,     12, 32, 384, 1536,  512, sgemm_avx512_12x32,
-                          gemm_pack_copy_f32, gemm_pack_trans_f32_avx512, act_f32},
+                          gemm_pack_copy_f32_avx512, gemm_pack_trans_f32_avx512, act_f32},
 #endif
 };
 
@@ -38,9 +38,9 @@ static const gemm_arch dgemm_table[] = {
                           gemm_pack_copy_f64, gemm_pack_trans_f64, act_f64},
 #ifdef PYNN_X86
     [PYNN_ISA_AVX2] =    {8,      6,  8, 256,  768,  256, dgemm_avx2_6x8,
-                          gemm_pack_copy_f64, gemm_pack_trans_f64_avx2, act_f64},
+                          gemm_pack_copy_f64_avx2, gemm_pack_trans_f64_avx2, act_f64},
     [PYNN_ISA_AVX512] =  {8,     12, 16, 192,  768,  512, dgemm_avx512_12x16,
-                          gemm_pack_copy_f64, gemm_pack_trans_f64_avx512, act_f64},
+                          gemm_pack_copy_f64_avx512, gemm_pack_trans_f64_avx512, act_f64},
 #endif
 };
 

@@ -195,11 +195,9 @@ static void macro_kernel(const gemm_problem *pb, const gemm_panels *A, const gem
     }
 }
 
-static void *scratch(size_t bytes)
-{
-    void *p = NULL;
-    return posix_memalign(&p, 64, bytes ? bytes : 64) == 0 ? p : NULL;
-}
+/* Packing buffers this small live on the stack: a product of small matrices takes a few
+ * microseconds, of which a heap allocation and free would be a tenth. */
+#define GEMM_STACK_SCRATCH 49152
 
 /* Entries [e0, e1), rows [m0, m1), columns [n0, n1) of C: one thread's share. */
 static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, int64_t m0,
@@ -212,13 +210,17 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
     const int64_t kc = pb->kc > 0 ? pb->kc : 1;
     const int64_t mc = min64(ar->mc, round_up(m1 - m0, ar->mr));
     const int64_t nc = min64(ar->nc, round_up(n1 - n0, ar->nr));
-    char *abuf = scratch((size_t)((pb->direct_a ? ar->mr : mc) * kc) * es);
-    char *bbuf = scratch((size_t)((pb->direct_b ? ar->nr : nc) * kc) * es);
-    if (!abuf || !bbuf) {
-        free(abuf);
-        free(bbuf);
-        return PYNN_ERR_NOMEM;
+    const int64_t arows = pb->direct_a ? ar->mr : mc, bcols = pb->direct_b ? ar->nr : nc;
+    const size_t abytes = (size_t)round_up(arows * kc * (int64_t)es, 64);
+    const size_t bytes = abytes + (size_t)(bcols * kc) * es;
+    double stack[(GEMM_STACK_SCRATCH + 64) / sizeof(double)];
+    char *heap = NULL, *abuf = (char *)(((uintptr_t)stack + 63) & ~(uintptr_t)63);
+    if (bytes > GEMM_STACK_SCRATCH) {
+        if (posix_memalign((void **)&heap, 64, bytes) != 0)
+            return PYNN_ERR_NOMEM;
+        abuf = heap;
     }
+    char *bbuf = abuf + abytes;
     for (int64_t jc = n0; jc < n1; jc += nc) {
         const int64_t nb = min64(nc, n1 - jc);
         int64_t pc = 0;
@@ -238,20 +240,21 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
             pc += kb;
         } while (pc < pb->k);
     }
-    free(abuf);
-    free(bbuf);
+    free(heap);
     return PYNN_OK;
 }
 
 #ifdef GEMM_DEV
 int gdev_pfa = 0, gdev_pfb = 0, gdev_pfc = 1, gdev_da = -1, gdev_db = -1, gdev_kc = 0, gdev_mc = 0, gdev_nc = 0;
 #endif
-/* Reading A in place saves packing it; packing pays once an A micro-panel meets enough
- * B micro-panels. B is read in place when it is row-major and few row panels reuse it. */
+/* Reading a row-major A in place saves packing it, but a packed micro-panel is faster to
+ * read (one stream instead of MR): packing pays once a panel meets a few B micro-panels.
+ * B is read in place when it is row-major and few row panels of A meet it. Either way
+ * the arithmetic is the same. */
 static void choose_layout(gemm_problem *pb)
 {
     const gemm_arch *ar = pb->ar;
-    pb->direct_a = !pb->trans_a;
+    pb->direct_a = !pb->trans_a && pb->n <= 4 * ar->nr;
     pb->direct_b = !pb->trans_b && pb->m <= 4 * ar->mr;
 #ifdef GEMM_DEV
     if (gdev_da >= 0) pb->direct_a = gdev_da && !pb->trans_a;

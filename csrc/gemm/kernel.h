@@ -79,6 +79,10 @@ void sgemm_avx512_12x32(int64_t, const void *, int64_t, int64_t, const void *, i
                         int64_t, int, int, const gemm_epilogue *);
 void dgemm_avx512_12x16(int64_t, const void *, int64_t, int64_t, const void *, int64_t, void *,
                         int64_t, int, int, const gemm_epilogue *);
+void gemm_pack_copy_f32_avx2(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_copy_f64_avx2(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_copy_f32_avx512(void *, const void *, int64_t, int64_t, int64_t, int);
+void gemm_pack_copy_f64_avx512(void *, const void *, int64_t, int64_t, int64_t, int);
 void gemm_pack_trans_f32_avx2(void *, const void *, int64_t, int64_t, int64_t, int);
 void gemm_pack_trans_f64_avx2(void *, const void *, int64_t, int64_t, int64_t, int);
 void gemm_pack_trans_f32_avx512(void *, const void *, int64_t, int64_t, int64_t, int);

@@ -272,3 +272,31 @@ void gemm_pack_trans_f64_avx2(void *dst_, const void *src_, int64_t ld, int64_t 
         }
     }
 }
+
+/* pack_copy of kernel.h: each k-row of the panel is a masked load of the mn present
+ * values (the rest read as zero) and a masked store of the full width. */
+void gemm_pack_copy_f32_avx2(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                             int w)
+{
+    float *dst = (float *)dst_;
+    const float *src = (const float *)src_;
+    for (int x0 = 0; x0 < w; x0 += 8) {
+        const __m256i load = lane_mask32((int)(mn - x0)), store = lane_mask32(w - x0);
+        for (int64_t p = 0; p < k; p++)
+            _mm256_maskstore_ps(dst + p * w + x0, store,
+                                _mm256_maskload_ps(src + p * ld + x0, load));
+    }
+}
+
+void gemm_pack_copy_f64_avx2(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                             int w)
+{
+    double *dst = (double *)dst_;
+    const double *src = (const double *)src_;
+    for (int x0 = 0; x0 < w; x0 += 4) {
+        const __m256i load = lane_mask64((int)(mn - x0)), store = lane_mask64(w - x0);
+        for (int64_t p = 0; p < k; p++)
+            _mm256_maskstore_pd(dst + p * w + x0, store,
+                                _mm256_maskload_pd(src + p * ld + x0, load));
+    }
+}

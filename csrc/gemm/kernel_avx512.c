@@ -81,25 +81,32 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12]
     }
 }
 
-/* acc[i][v] += A(i, p) * B(p, 16v..16v+15) over `steps` values of p; advances a and b. */
+/* acc[i][v] += A(i, p) * B(p, 16v..16v+15) over `steps` values of p; advances a and b.
+ * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
+ * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
+ * stride), where twelve row pointers would not fit the registers. */
 PYNN_INLINE void sgemm_steps(int64_t steps, const float **a_, int64_t rs_a, int64_t cs_a,
                              const float **b_, int64_t rs_b, __m512 acc[12][2], const int R,
                              const int V)
 {
-    const float *a = *a_, *b = *b_;
+    const float *q[3] = {*a_, *a_ + 4 * rs_a, *a_ + 8 * rs_a}, *b = *b_;
+    const int64_t rs3 = 3 * rs_a;
     for (int64_t p = 0; p < steps; p++) {
         const __m512 b0 = _mm512_loadu_ps(b);
         const __m512 b1 = V > 1 ? _mm512_loadu_ps(b + 16) : b0;
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-            const __m512 ai = _mm512_set1_ps(a[i * rs_a]);
+            const float *row = q[i / 4] + (i % 4 == 3 ? rs3 : (i % 4) * rs_a);
+            const __m512 ai = _mm512_set1_ps(*row);
             acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
             if (V > 1)
                 acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
         }
-        a += cs_a;
+        q[0] += cs_a;
+        q[1] += cs_a;
+        q[2] += cs_a;
         b += rs_b;
     }
-    *a_ = a;
+    *a_ = q[0];
     *b_ = b;
 }
 
@@ -192,25 +199,32 @@ PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[1
     }
 }
 
-/* acc[i][v] += A(i, p) * B(p, 8v..8v+7) over `steps` values of p; advances a and b. */
+/* acc[i][v] += A(i, p) * B(p, 8v..8v+7) over `steps` values of p; advances a and b.
+ * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
+ * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
+ * stride), where twelve row pointers would not fit the registers. */
 PYNN_INLINE void dgemm_steps(int64_t steps, const double **a_, int64_t rs_a, int64_t cs_a,
                              const double **b_, int64_t rs_b, __m512d acc[12][2], const int R,
                              const int V)
 {
-    const double *a = *a_, *b = *b_;
+    const double *q[3] = {*a_, *a_ + 4 * rs_a, *a_ + 8 * rs_a}, *b = *b_;
+    const int64_t rs3 = 3 * rs_a;
     for (int64_t p = 0; p < steps; p++) {
         const __m512d b0 = _mm512_loadu_pd(b);
         const __m512d b1 = V > 1 ? _mm512_loadu_pd(b + 8) : b0;
         _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-            const __m512d ai = _mm512_set1_pd(a[i * rs_a]);
+            const double *row = q[i / 4] + (i % 4 == 3 ? rs3 : (i % 4) * rs_a);
+            const __m512d ai = _mm512_set1_pd(*row);
             acc[i][0] = _mm512_fmadd_pd(ai, b0, acc[i][0]);
             if (V > 1)
                 acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
         }
-        a += cs_a;
+        q[0] += cs_a;
+        q[1] += cs_a;
+        q[2] += cs_a;
         b += rs_b;
     }
-    *a_ = a;
+    *a_ = q[0];
     *b_ = b;
 }
 
@@ -371,5 +385,33 @@ void gemm_pack_trans_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_
             for (int64_t i = 0; i < kk; i++)
                 _mm512_mask_storeu_pd(dst + (p0 + i) * w + x0, lanes, r[i]);
         }
+    }
+}
+
+/* pack_copy of kernel.h: each k-row of the panel is a masked load of the mn present
+ * values (the rest read as zero) and a store of the full width. */
+void gemm_pack_copy_f32_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                               int w)
+{
+    float *dst = (float *)dst_;
+    const float *src = (const float *)src_;
+    for (int x0 = 0; x0 < w; x0 += 16) {
+        const __mmask16 load = mask16((int)(mn - x0)), store = mask16(w - x0);
+        for (int64_t p = 0; p < k; p++)
+            _mm512_mask_storeu_ps(dst + p * w + x0, store,
+                                  _mm512_maskz_loadu_ps(load, src + p * ld + x0));
+    }
+}
+
+void gemm_pack_copy_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
+                               int w)
+{
+    double *dst = (double *)dst_;
+    const double *src = (const double *)src_;
+    for (int x0 = 0; x0 < w; x0 += 8) {
+        const __mmask8 load = mask8((int)(mn - x0)), store = mask8(w - x0);
+        for (int64_t p = 0; p < k; p++)
+            _mm512_mask_storeu_pd(dst + p * w + x0, store,
+                                  _mm512_maskz_loadu_pd(load, src + p * ld + x0));
     }
 }

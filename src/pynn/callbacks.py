@@ -64,19 +64,17 @@ class History(Callback):
         return f"History(epochs={len(self.epoch)}, keys={list(self.history)})"
 
     def plot(self, path=None):
-        """Plot loss and accuracy curves (train and validation) with matplotlib; save to
-        `path` when given. Returns the matplotlib Figure."""
-        import matplotlib
+        """Loss and accuracy curves (train and validation) as a matplotlib Figure, saved to
+        `path` when given. The figure is built without pyplot, so no global matplotlib
+        state (the backend, open figures) changes."""
+        from matplotlib.figure import Figure
 
-        if path is not None:
-            matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        panels = [k for k in ("loss", "accuracy") if k in self.history or f"val_{k}" in self.history]
-        fig, axes = plt.subplots(1, max(len(panels), 1), figsize=(5 * max(len(panels), 1), 3.6),
-                                 squeeze=False)
+        panels = [k for k in ("loss", "accuracy")
+                  if k in self.history or f"val_{k}" in self.history]
+        fig = Figure(figsize=(5 * max(len(panels), 1), 3.6), layout="tight")
         epochs = [e + 1 for e in self.epoch]
-        for ax, key in zip(axes[0], panels):
+        for i, key in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), i + 1)
             for name, label in ((key, "train"), (f"val_{key}", "validation")):
                 if name in self.history:
                     ax.plot(epochs, self.history[name], marker="o", markersize=3, label=label)
@@ -84,10 +82,8 @@ class History(Callback):
             ax.set_ylabel(key)
             ax.grid(alpha=0.3)
             ax.legend()
-        fig.tight_layout()
         if path is not None:
             fig.savefig(path, dpi=120)
-            plt.close(fig)
         return fig
 
 

@@ -22,7 +22,8 @@ def _hidden_sizes(text):
     try:
         sizes = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, "
+                                         f"got {text!r}") from None
     if any(s < 1 for s in sizes):
         raise argparse.ArgumentTypeError(f"hidden sizes must be positive, got {text!r}")
     return sizes
@@ -42,6 +43,15 @@ def _fraction(text):
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except where the help text already explains a missing one."""
+
+    def _get_help_string(self, action):
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _train_parser(sub):
     p = sub.add_parser(
         "train", help="train an MLP on the shipped 8x8 digits",
@@ -49,14 +59,15 @@ def _train_parser(sub):
                     "with pynn (1797 images, 10 classes): a stratified test split is held "
                     "out, a validation split is taken from the rest, and the model is "
                     "saved with pynn.save. Prints one line per epoch and the test accuracy.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--hidden", type=_hidden_sizes, default=[128, 64], metavar="N[,N...]",
+        formatter_class=_HelpFormatter)
+    p.add_argument("--hidden", type=_hidden_sizes, default="128,64", metavar="N[,N...]",
                    help="hidden layer sizes, comma-separated")
     p.add_argument("--activation", choices=sorted(ACTIVATIONS), default="relu",
                    help="activation after each hidden layer")
-    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    p.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer")
     p.add_argument("--lr", type=float, default=None,
-                   help="learning rate (default: 3e-3 for adam/adamw, 0.1 for sgd, 1e-3 for rmsprop)")
+                   help="learning rate (default: 3e-3 for adam/adamw, 0.1 for sgd, 1e-3 for "
+                        "rmsprop)")
     p.add_argument("--momentum", type=float, default=0.9, help="momentum for sgd and rmsprop")
     p.add_argument("--weight-decay", type=float, default=0.0,
                    help="weight decay (decoupled for adamw)")
@@ -64,8 +75,8 @@ def _train_parser(sub):
                    help="learning-rate schedule over the epochs")
     p.add_argument("--warmup", type=int, default=0, metavar="EPOCHS",
                    help="linear learning-rate warm-up epochs before the schedule")
-    p.add_argument("--batch-size", type=_positive_int, default=32)
-    p.add_argument("--epochs", type=_positive_int, default=30)
+    p.add_argument("--batch-size", type=_positive_int, default=32, help="mini-batch size")
+    p.add_argument("--epochs", type=_positive_int, default=30, help="training epochs")
     p.add_argument("--dropout", type=_fraction, default=0.1,
                    help="dropout probability after each hidden layer")
     p.add_argument("--batch-norm", action="store_true",
@@ -73,7 +84,8 @@ def _train_parser(sub):
     p.add_argument("--early-stopping", type=int, default=0, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a better validation loss and "
                         "restore the best weights (0: off)")
-    p.add_argument("--label-smoothing", type=_fraction, default=0.1)
+    p.add_argument("--label-smoothing", type=_fraction, default=0.1,
+                   help="label smoothing of the cross-entropy loss")
     p.add_argument("--standardize", action=argparse.BooleanOptionalAction, default=True,
                    help="train on features standardized with the training statistics; the "
                         "saved model folds them into its first layer, so it takes raw pixels")

@@ -23,7 +23,8 @@ def _array(tensor):
     """The ndarray behind a Parameter or ndarray, which must be a writable float array."""
     data = tensor if isinstance(tensor, np.ndarray) else getattr(tensor, "data", None)
     if not isinstance(data, np.ndarray):
-        raise TypeError(f"tensor must be a Parameter or a numpy.ndarray, not {type(tensor).__name__}")
+        raise TypeError(f"tensor must be a Parameter or a numpy.ndarray, "
+                        f"not {type(tensor).__name__}")
     if data.dtype.kind != "f":
         raise TypeError(f"tensor must hold floats, got dtype {data.dtype}")
     if not data.flags.writeable:

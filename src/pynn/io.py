@@ -16,7 +16,6 @@ import hashlib
 import io
 import json
 import os
-import secrets
 import zipfile
 from collections import OrderedDict
 
@@ -147,13 +146,14 @@ def _read_npy(data, entry, where):
     try:
         version = np.lib.format.read_magic(buf)
         if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(buf, max_header_size=_NPY_HEADER_MAX)
+            header = np.lib.format.read_array_header_1_0(buf, max_header_size=_NPY_HEADER_MAX)
         elif version == (2, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(buf, max_header_size=_NPY_HEADER_MAX)
+            header = np.lib.format.read_array_header_2_0(buf, max_header_size=_NPY_HEADER_MAX)
         else:
             raise ValueError(f"unsupported .npy version {version}")
     except (ValueError, OSError) as exc:
         raise ModelFileError(f"{where}: bad array header ({exc})") from None
+    shape, fortran, dtype = header
     if fortran or dtype.str != entry["dtype"] or list(shape) != entry["shape"]:
         raise ModelFileError(f"{where}: the array does not match its manifest entry")
     payload = data[buf.tell():]
@@ -255,7 +255,7 @@ def _create_temporary(directory, name):
     """A new file beside the target, created with mode 0o666 so that the umask gives it
     the permissions of any file the user creates (tempfile.mkstemp would make it 0o600)."""
     while True:
-        tmp = os.path.join(directory, f".{name}.{secrets.token_hex(6)}.tmp")
+        tmp = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
         try:
             return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
                            0o666), tmp
@@ -280,7 +280,8 @@ def _describe_optimizer(model, optimizer, arrays):
         except KeyError:
             raise ValueError("the optimizer updates parameters that are not the model's") from None
         groups.append(entry)
-    packed_state = {str(i): _pack_tree(s, arrays, f"optimizer/{i}") for i, s in state["state"].items()}
+    packed_state = {str(i): _pack_tree(s, arrays, f"optimizer/{i}")
+                    for i, s in state["state"].items()}
     return {"class": name, "param_groups": _pack_tree(groups, arrays, "optimizer/groups"),
             "state": packed_state}
 
@@ -328,7 +329,8 @@ def load(path, with_optimizer=False, custom_modules=None):
     except ModelFileError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     try:
-        shapes = {key: manifest["arrays"][name]["shape"] for key, name in manifest["tensors"].items()}
+        shapes = {key: manifest["arrays"][name]["shape"]
+                  for key, name in manifest["tensors"].items()}
         model = _build(manifest["model"], classes, shapes)
         state = OrderedDict((key, arrays[name]) for key, name in manifest["tensors"].items())
         model.load_state_dict(state, strict=True, assign=True)

@@ -99,7 +99,8 @@ class Normalizer(_Scaler):
         try:
             low, high = (float(v) for v in feature_range)
         except (TypeError, ValueError):
-            raise TypeError(f"feature_range must be a pair of numbers, got {feature_range!r}") from None
+            raise TypeError(f"feature_range must be a pair of numbers, "
+                            f"got {feature_range!r}") from None
         if not (np.isfinite(low) and np.isfinite(high) and low < high):
             raise ValueError(f"feature_range must be finite with low < high, got {feature_range!r}")
         self.feature_range = (low, high)
@@ -108,7 +109,8 @@ class Normalizer(_Scaler):
         self._shape = X.shape[1:]
         self.min_ = X.min(axis=0).astype(np.float64)
         span = X.max(axis=0).astype(np.float64) - self.min_
-        self.scale_ = (self.feature_range[1] - self.feature_range[0]) / np.where(span > 0, span, 1.0)
+        width = self.feature_range[1] - self.feature_range[0]
+        self.scale_ = width / np.where(span > 0, span, 1.0)
 
     def transform(self, X):
         X = self._check(X)
@@ -158,7 +160,8 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
         raise ValueError("train_test_split needs at least one array")
     arrays = _check_same_length(arrays)
     n = len(arrays[0])
-    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer, np.floating)):
+    if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer,
+                                                                 np.floating)):
         raise TypeError(f"test_size must be a fraction or a number of samples, "
                         f"not {type(test_size).__name__}")
     if isinstance(test_size, (float, np.floating)):

@@ -24,7 +24,8 @@ def load_digits(as_images=False):
     """
     if not isinstance(as_images, bool):
         raise TypeError(f"as_images must be a bool, not {type(as_images).__name__}")
-    raw = importlib.resources.files(__name__).joinpath("data").joinpath("digits.csv.gz").read_bytes()
+    raw = importlib.resources.files(__name__).joinpath("data").joinpath("digits.csv.gz")
+    raw = raw.read_bytes()
     table = np.loadtxt(io.StringIO(gzip.decompress(raw).decode("ascii")), delimiter=",",
                        dtype=np.int64)
     X = table[:, :64].astype(np.float32) / np.float32(16.0)

@@ -55,7 +55,8 @@ class LeakyReLU(_Activation):
         super().__init__()
         if isinstance(negative_slope, bool) or not isinstance(
                 negative_slope, (int, float, np.integer, np.floating)):
-            raise TypeError(f"negative_slope must be a real number, not {type(negative_slope).__name__}")
+            raise TypeError(f"negative_slope must be a real number, "
+                            f"not {type(negative_slope).__name__}")
         if not np.isfinite(negative_slope):
             raise ValueError(f"negative_slope must be finite, got {negative_slope}")
         self.negative_slope = float(negative_slope)

@@ -376,7 +376,8 @@ class Module:
                 raise StateDictError(f"state_dict[{key!r}] cannot be converted to an array "
                                      f"({exc})") from None
             if value.dtype.kind not in "biuf":
-                raise StateDictError(f"state_dict[{key!r}] must hold numbers, got dtype {value.dtype}")
+                raise StateDictError(f"state_dict[{key!r}] must hold numbers, got dtype "
+                                     f"{value.dtype}")
             if value.shape != target.shape:
                 raise StateDictError(f"state_dict[{key!r}] has shape {value.shape}, but the "
                                      f"module expects {target.shape}")
@@ -423,7 +424,8 @@ class Module:
             try:
                 shape = tuple(int(s) for s in input_shape)
             except (TypeError, ValueError):
-                raise TypeError(f"input_shape must be a sequence of ints, got {input_shape!r}") from None
+                raise TypeError(f"input_shape must be a sequence of ints, "
+                                f"got {input_shape!r}") from None
             params = list(self.parameters())
             dtype = params[0].dtype if params else np.float32
             modes = [(m, m.training) for m in self.modules()]

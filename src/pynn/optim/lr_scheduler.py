@@ -172,8 +172,8 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         super().__init__(optimizer, last_epoch)
 
     def get_lr(self):
-        return [self.eta_min + (base - self.eta_min) * (1 + math.cos(math.pi * self.T_cur / self.T_i)) / 2
-                for base in self.base_lrs]
+        phase = math.cos(math.pi * self.T_cur / self.T_i)
+        return [self.eta_min + (base - self.eta_min) * (1 + phase) / 2 for base in self.base_lrs]
 
     def step(self, epoch=None):
         """Advance one epoch, or go to `epoch` (a float is a position within an epoch)."""

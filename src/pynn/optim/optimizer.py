@@ -18,7 +18,8 @@ def _params_list(params, where):
     try:
         return list(params)
     except TypeError:
-        raise TypeError(f"{where}: params must be an iterable, not {type(params).__name__}") from None
+        raise TypeError(f"{where}: params must be an iterable, "
+                        f"not {type(params).__name__}") from None
 
 
 class Optimizer:
@@ -131,7 +132,8 @@ class Optimizer:
         """Restore options and buffers from state_dict(), for the same parameters in the
         same order. Checked entirely before anything changes."""
         if not isinstance(state_dict, dict) or set(state_dict) != {"state", "param_groups"}:
-            raise ValueError("an optimizer state_dict is a dict with keys 'state' and 'param_groups'")
+            raise ValueError("an optimizer state_dict is a dict with keys 'state' and "
+                             "'param_groups'")
         groups = state_dict["param_groups"]
         if len(groups) != len(self.param_groups):
             raise ValueError(f"state_dict has {len(groups)} param groups, the optimizer has "

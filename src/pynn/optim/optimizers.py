@@ -82,9 +82,8 @@ class RMSprop(Optimizer):
         ops.rmsprop_update(p.data, grad, state["square_avg"], lr=group["lr"],
                            alpha=group["alpha"], eps=group["eps"],
                            weight_decay=group["weight_decay"], momentum=group["momentum"],
-                           centered=group["centered"],
-                           momentum_buffer=state["momentum_buffer"] if group["momentum"] > 0 else None,
-                           grad_avg=state["grad_avg"] if group["centered"] else None)
+                           centered=group["centered"], momentum_buffer=state["momentum_buffer"],
+                           grad_avg=state["grad_avg"])
 
 
 class Adam(Optimizer):
