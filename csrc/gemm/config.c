@@ -22,24 +22,24 @@ static void act_f64(void *x, int64_t n, pynn_act act, double negative_slope)
 }
 
 static const gemm_arch sgemm_table[] = {
-    /*                   elsize  mr  nr   kc    mc    nc   micro-kernel          */
-    [PYNN_ISA_GENERIC] = {4,      4,  8, 256, 1024,  512, sgemm_generic_4x8,
+    /*                   elsize  mr  nr units   kc    mc    nc   micro-kernel          */
+    [PYNN_ISA_GENERIC] = {4,      4,  8, 4,  8, 256, 1024,  512, sgemm_generic_4x8,
                           gemm_pack_copy_f32, gemm_pack_trans_f32, act_f32},
 #ifdef PYNN_X86
-    [PYNN_ISA_AVX2] =    {4,      6, 16, 256, 1536,  512, sgemm_avx2_6x16,
+    [PYNN_ISA_AVX2] =    {4,      6, 16, 3,  8, 256, 1536,  512, sgemm_avx2_6x16,
                           gemm_pack_copy_f32_avx2, gemm_pack_trans_f32_avx2, act_f32},
-    [PYNN_ISA_AVX512] =  {4,     12, 32, 384, 1536,  512, sgemm_avx512_12x32,
+    [PYNN_ISA_AVX512] =  {4,     12, 32, 4, 16, 384, 1536,  512, sgemm_avx512_12x32,
                           gemm_pack_copy_f32_avx512, gemm_pack_trans_f32_avx512, act_f32},
 #endif
 };
 
 static const gemm_arch dgemm_table[] = {
-    [PYNN_ISA_GENERIC] = {8,      4,  4, 256,  512,  256, dgemm_generic_4x4,
+    [PYNN_ISA_GENERIC] = {8,      4,  4, 4,  4, 256,  512,  256, dgemm_generic_4x4,
                           gemm_pack_copy_f64, gemm_pack_trans_f64, act_f64},
 #ifdef PYNN_X86
-    [PYNN_ISA_AVX2] =    {8,      6,  8, 256,  768,  256, dgemm_avx2_6x8,
+    [PYNN_ISA_AVX2] =    {8,      6,  8, 3,  4, 256,  768,  256, dgemm_avx2_6x8,
                           gemm_pack_copy_f64_avx2, gemm_pack_trans_f64_avx2, act_f64},
-    [PYNN_ISA_AVX512] =  {8,     12, 16, 192,  768,  512, dgemm_avx512_12x16,
+    [PYNN_ISA_AVX512] =  {8,     12, 16, 4,  8, 192,  768,  512, dgemm_avx512_12x16,
                           gemm_pack_copy_f64_avx512, gemm_pack_trans_f64_avx512, act_f64},
 #endif
 };

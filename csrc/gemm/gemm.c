@@ -52,8 +52,8 @@ typedef struct {
 } gemm_problem;
 
 /* Where the micro-panels of one block of A or B are. Panel r starts at p + r*step and has
- * strides rs, cs; if `edge` is set, the last, partial panel was packed there instead (with
- * the packed strides, since the operand itself ends before the panel does). */
+ * strides rs, cs; if `edge` is set, the last, partial panel is there instead, packed only
+ * as wide as the kernel reads (strides edge_rs, edge_cs). */
 typedef struct {
     const char *p;
     int64_t step, rs, cs;
@@ -73,18 +73,20 @@ static int64_t kblock(int64_t k, int64_t kc_max)
     return (k + blocks - 1) / blocks;
 }
 
-/* Packs rows [0, mn) x k of an operand into w-wide micro-panels at dst. */
+/* Packs x-lines [0, mn) x k of an operand into w-wide micro-panels at dst, the last one
+ * (if partial) only as wide as the kernel reads: a multiple of `unit`. */
 static void pack_block(const gemm_arch *ar, char *dst, const char *src, int64_t ld, int trans,
-                       int64_t mn, int64_t k, int w)
+                       int64_t mn, int64_t k, int w, int unit)
 {
     const size_t es = ar->elsize;
     for (int64_t x = 0; x < mn; x += w) {
         const int64_t width = min64(w, mn - x);
-        /* contiguous in x: copy runs; contiguous in k: transpose */
+        const int panel = width < w ? (int)round_up(width, unit) : w;
+        /* contiguous along x: copy runs; contiguous along k: transpose */
         if (trans)
-            ar->pack_trans(dst, src + (size_t)(x * ld) * es, ld, width, k, w);
+            ar->pack_trans(dst, src + (size_t)(x * ld) * es, ld, width, k, panel);
         else
-            ar->pack_copy(dst, src + (size_t)x * es, ld, width, k, w);
+            ar->pack_copy(dst, src + (size_t)x * es, ld, width, k, panel);
         dst += (size_t)(w * k) * es;
     }
 }
@@ -96,21 +98,25 @@ static gemm_panels panels_a(const gemm_problem *pb, char *buf, int64_t e, int64_
     const gemm_arch *ar = pb->ar;
     const size_t es = ar->elsize;
     const int mr = ar->mr;
+    const int64_t tail = mb % mr;
+    const int edge = (int)round_up(tail, ar->mr_unit);
     /* A(i, p) at a[i*lda + p], or a[p*lda + i] when transposed */
     const int64_t rs = pb->trans_a ? 1 : pb->lda, cs = pb->trans_a ? pb->lda : 1;
     const char *a = pb->a + (size_t)(e * pb->stride_a + ic * rs + pc * cs) * es;
-    gemm_panels P = {buf, (int64_t)(mr * kb) * (int64_t)es, 1, mr, NULL, 1, mr};
+    gemm_panels P = {buf, (int64_t)(mr * kb) * (int64_t)es, 1, mr, NULL, 1, edge};
     if (!pb->direct_a) {
-        pack_block(ar, buf, a, pb->lda, !pb->trans_a, mb, kb, mr);
+        pack_block(ar, buf, a, pb->lda, !pb->trans_a, mb, kb, mr, ar->mr_unit);
+        if (tail)
+            P.edge = buf + (size_t)((mb - tail) * kb) * es;
         return P;
     }
     P.p = a;
     P.step = (int64_t)(mr * rs) * (int64_t)es;
     P.rs = rs;
     P.cs = cs;
-    const int64_t tail = mb % mr;
-    if (tail) {
-        pack_block(ar, buf, a + (size_t)((mb - tail) * rs) * es, pb->lda, !pb->trans_a, tail, kb, mr);
+    if (tail != edge) { /* the kernel would read rows past the end of A */
+        pack_block(ar, buf, a + (size_t)((mb - tail) * rs) * es, pb->lda, !pb->trans_a, tail,
+                   kb, edge, ar->mr_unit);
         P.edge = buf;
     }
     return P;
@@ -123,20 +129,24 @@ static gemm_panels panels_b(const gemm_problem *pb, char *buf, int64_t e, int64_
     const gemm_arch *ar = pb->ar;
     const size_t es = ar->elsize;
     const int nr = ar->nr;
+    const int64_t tail = nb % nr;
+    const int edge = (int)round_up(tail, ar->nr_unit);
     /* B(p, j) at b[p*ldb + j], or b[j*ldb + p] when transposed */
     const int64_t rs = pb->trans_b ? 1 : pb->ldb, cs = pb->trans_b ? pb->ldb : 1;
     const char *b = pb->b + (size_t)(e * pb->stride_b + pc * rs + jc * cs) * es;
-    gemm_panels P = {buf, (int64_t)(nr * kb) * (int64_t)es, nr, 1, NULL, nr, 1};
+    gemm_panels P = {buf, (int64_t)(nr * kb) * (int64_t)es, nr, 1, NULL, edge, 1};
     if (!pb->direct_b) {
-        pack_block(ar, buf, b, pb->ldb, pb->trans_b, nb, kb, nr);
+        pack_block(ar, buf, b, pb->ldb, pb->trans_b, nb, kb, nr, ar->nr_unit);
+        if (tail)
+            P.edge = buf + (size_t)((nb - tail) * kb) * es;
         return P;
     }
     P.p = b;
     P.step = (int64_t)nr * (int64_t)es;
     P.rs = rs;
-    const int64_t tail = nb % nr;
-    if (tail) {
-        pack_block(ar, buf, b + (size_t)(nb - tail) * es, pb->ldb, 0, tail, kb, nr);
+    if (tail != edge) { /* the kernel would read columns past the end of B */
+        pack_block(ar, buf, b + (size_t)(nb - tail) * es, pb->ldb, 0, tail, kb, edge,
+                   ar->nr_unit);
         P.edge = buf;
     }
     return P;

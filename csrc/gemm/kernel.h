@@ -32,9 +32,9 @@ typedef struct {
  * Each s[i][j] is one chain of fused multiply-adds (multiply then add on ISAs without FMA)
  * in increasing p, starting from zero: the same bits whatever the tile, the edge, the
  * strides or the thread, which is what makes GEMM deterministic. Either rs_a or cs_a is 1
- * (a packed or transposed panel: rs_a == 1; rows read in place: cs_a == 1). A and B are
- * read for all i < MR and j < NR (panels are zero-padded), except that a kernel may skip
- * the columns and rows it does not need for an n <= NR/2 or m <= MR/2 edge. */
+ * (a packed or transposed panel: rs_a == 1; rows read in place: cs_a == 1). The kernel
+ * reads the rows i < round_up(m, mr_unit) of A and the columns j < round_up(n, nr_unit)
+ * of B (gemm_arch): the driver pads or packs edge panels to that. */
 typedef void (*gemm_ukernel)(int64_t k, const void *a, int64_t rs_a, int64_t cs_a,
                              const void *b, int64_t rs_b, void *c, int64_t ldc, int m, int n,
                              const gemm_epilogue *ep);
@@ -53,6 +53,7 @@ typedef void (*gemm_act)(void *x, int64_t n, pynn_act act, double negative_slope
 typedef struct {
     size_t elsize;
     int mr, nr;          /* micro-tile of C */
+    int mr_unit, nr_unit; /* edge tiles are computed in multiples of these (see above) */
     int kc;              /* longest k block; the blocks of a given k are all equal */
     int mc;              /* rows of packed A per block (L3) */
     int nc;              /* columns of packed B per block (L2), a multiple of nr */
