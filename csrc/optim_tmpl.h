@@ -2,11 +2,13 @@
  * REAL = float, SFX = f32 and with REAL = double, SFX = f64. Comments give the PyTorch
  * operation each line reproduces.
  *
- * Each kernel runs over fixed chunks of CHUNK elements, in parallel, and calls an inline
- * `*_range` function whose options that touch memory (a state buffer that may be NULL)
- * are constants at each call site: the compiler then builds one vector loop per variant.
- * A single loop that merely skipped the NULL buffer would be if-converted into masked
- * loads from address 0, which AVX-512 serves through a slow fault-suppression assist. */
+ * Each kernel checks its arguments, rounds the hyperparameters once, and hands a `*_span`
+ * function to run_spans, which calls it on each thread's run of the concatenated space.
+ * The span walks its entries' pieces and calls an inline `*_range` function whose options
+ * that touch memory (a state buffer that may be NULL) are constants at each call site:
+ * the compiler then builds one vector loop per variant. A single loop that merely skipped
+ * the NULL buffer would be if-converted into masked loads from address 0, which AVX-512
+ * serves through a slow fault-suppression assist. */
 
 #define TFN(name) PYNN_CAT(name, SFX)
 
@@ -41,30 +43,43 @@ PYNN_INLINE void TFN(sgd_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT m
     }
 }
 
-/* param, momentum_buffer, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *param, REAL *momentum_buffer,
-                                              const REAL *grad, double lr, double momentum,
-                                              double dampening, int nesterov,
-                                              double weight_decay, int first_step, int64_t n,
-                                              int nthreads)
+typedef struct {
+    REAL *const *param, *const *momentum_buffer;
+    const REAL *const *grad;
+    const int64_t *n;
+    TFN(sgd_coef) k;
+} TFN(sgd_args);
+
+static void TFN(sgd_span)(const void *args, int64_t g0, int64_t g1)
 {
-    if (n < 0 || !(lr >= 0) || !(momentum >= 0) || !(weight_decay >= 0) ||
+    const TFN(sgd_args) *a = args;
+    span s = span_begin(a->n, g0, g1);
+    int64_t e, i0, i1;
+    while (span_next(&s, &e, &i0, &i1)) {
+        if (a->momentum_buffer)
+            TFN(sgd_range)(a->param[e], a->momentum_buffer[e], a->grad[e], a->k, 1, i0, i1);
+        else
+            TFN(sgd_range)(a->param[e], NULL, a->grad[e], a->k, 0, i0, i1);
+    }
+}
+
+/* param[e], momentum_buffer[e], grad[e] (n[e]) for e < count */
+pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *const *param, REAL *const *momentum_buffer,
+                                              const REAL *const *grad, double lr,
+                                              double momentum, double dampening, int nesterov,
+                                              double weight_decay, int first_step,
+                                              const int64_t *n, int64_t count, int nthreads)
+{
+    int64_t total;
+    if (count < 0 || (count > 0 && (!param || !grad || !n)) || !total_size(n, count, &total) ||
+        !(lr >= 0) || !(momentum >= 0) || !(weight_decay >= 0) ||
         (momentum != 0) != (momentum_buffer != NULL) ||
         (nesterov && (momentum == 0 || dampening != 0)))
         return PYNN_ERR_ARG;
-    const TFN(sgd_coef) k = {(REAL)lr, (REAL)momentum, (REAL)(1 - dampening),
-                             (REAL)weight_decay, weight_decay != 0, nesterov, first_step};
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
-    const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
-    (void)nt; /* read only by OpenMP */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        if (momentum_buffer)
-            TFN(sgd_range)(param, momentum_buffer, grad, k, 1, i0, i1);
-        else
-            TFN(sgd_range)(param, NULL, grad, k, 0, i0, i1);
-    }
+    const TFN(sgd_args) a = {param, momentum_buffer, grad, n,
+                             {(REAL)lr, (REAL)momentum, (REAL)(1 - dampening),
+                              (REAL)weight_decay, weight_decay != 0, nesterov, first_step}};
+    run_spans(TFN(sgd_span), &a, total, nthreads);
     return PYNN_OK;
 }
 
@@ -100,36 +115,54 @@ PYNN_INLINE void TFN(adam_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT 
     }
 }
 
-/* param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *param, REAL *exp_avg, REAL *exp_avg_sq,
-                                               REAL *max_exp_avg_sq, const REAL *grad,
-                                               int64_t step, double lr, double beta1,
-                                               double beta2, double eps, double weight_decay,
-                                               int decoupled_weight_decay, int64_t n,
-                                               int nthreads)
+typedef struct {
+    REAL *const *param, *const *exp_avg, *const *exp_avg_sq, *const *max_exp_avg_sq;
+    const REAL *const *grad;
+    const int64_t *n;
+    TFN(adam_coef) k;
+} TFN(adam_args);
+
+static void TFN(adam_span)(const void *args, int64_t g0, int64_t g1)
 {
-    if (n < 0 || step < 1 || !(lr >= 0) || !(beta1 >= 0 && beta1 < 1) ||
-        !(beta2 >= 0 && beta2 < 1) || !(eps >= 0) || !(weight_decay >= 0))
+    const TFN(adam_args) *a = args;
+    span s = span_begin(a->n, g0, g1);
+    int64_t e, i0, i1;
+    while (span_next(&s, &e, &i0, &i1)) {
+        if (a->max_exp_avg_sq)
+            TFN(adam_range)(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], a->max_exp_avg_sq[e],
+                            a->grad[e], a->k, 1, i0, i1);
+        else
+            TFN(adam_range)(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], NULL, a->grad[e],
+                            a->k, 0, i0, i1);
+    }
+}
+
+/* param[e], exp_avg[e], exp_avg_sq[e], max_exp_avg_sq[e], grad[e] (n[e]) for e < count */
+pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *const *param, REAL *const *exp_avg,
+                                               REAL *const *exp_avg_sq,
+                                               REAL *const *max_exp_avg_sq,
+                                               const REAL *const *grad, int64_t step,
+                                               double lr, double beta1, double beta2,
+                                               double eps, double weight_decay,
+                                               int decoupled_weight_decay, const int64_t *n,
+                                               int64_t count, int nthreads)
+{
+    int64_t total;
+    if (count < 0 || (count > 0 && (!param || !exp_avg || !exp_avg_sq || !grad || !n)) ||
+        !total_size(n, count, &total) || step < 1 || !(lr >= 0) ||
+        !(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1) || !(eps >= 0) ||
+        !(weight_decay >= 0))
         return PYNN_ERR_ARG;
     const double bias_correction1 = 1 - pow(beta1, (double)step);
     const double bias_correction2 = 1 - pow(beta2, (double)step);
     const REAL w1 = (REAL)(1 - beta1);
-    const TFN(adam_coef) k = {(REAL)(lr / bias_correction1), (REAL)sqrt(bias_correction2), w1,
-                              (REAL)beta2, (REAL)(1 - beta2), (REAL)eps, (REAL)weight_decay,
-                              (REAL)(1 - lr * weight_decay), w1 < (REAL)0.5,
-                              weight_decay != 0 && !decoupled_weight_decay,
-                              weight_decay != 0 && decoupled_weight_decay};
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
-    const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
-    (void)nt; /* read only by OpenMP */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        if (max_exp_avg_sq)
-            TFN(adam_range)(param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, k, 1, i0, i1);
-        else
-            TFN(adam_range)(param, exp_avg, exp_avg_sq, NULL, grad, k, 0, i0, i1);
-    }
+    const TFN(adam_args) a = {param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad, n,
+                              {(REAL)(lr / bias_correction1), (REAL)sqrt(bias_correction2), w1,
+                               (REAL)beta2, (REAL)(1 - beta2), (REAL)eps, (REAL)weight_decay,
+                               (REAL)(1 - lr * weight_decay), w1 < (REAL)0.5,
+                               weight_decay != 0 && !decoupled_weight_decay,
+                               weight_decay != 0 && decoupled_weight_decay}};
+    run_spans(TFN(adam_span), &a, total, nthreads);
     return PYNN_OK;
 }
 
@@ -169,34 +202,50 @@ PYNN_INLINE void TFN(rmsprop_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRI
     }
 }
 
-/* param, square_avg, momentum_buffer, grad_avg, grad (n) */
-pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *param, REAL *square_avg,
-                                                  REAL *momentum_buffer, REAL *grad_avg,
-                                                  const REAL *grad, double lr, double alpha,
-                                                  double eps, double weight_decay,
-                                                  double momentum, int64_t n, int nthreads)
+typedef struct {
+    REAL *const *param, *const *square_avg, *const *momentum_buffer, *const *grad_avg;
+    const REAL *const *grad;
+    const int64_t *n;
+    TFN(rmsprop_coef) k;
+} TFN(rmsprop_args);
+
+static void TFN(rmsprop_span)(const void *args, int64_t g0, int64_t g1)
 {
-    if (n < 0 || !(lr >= 0) || !(alpha >= 0 && alpha <= 1) || !(eps >= 0) ||
-        !(weight_decay >= 0) || !(momentum >= 0))
+    const TFN(rmsprop_args) *a = args;
+    span s = span_begin(a->n, g0, g1);
+    int64_t e, i0, i1;
+    while (span_next(&s, &e, &i0, &i1)) {
+        REAL *p = a->param[e], *sq = a->square_avg[e];
+        const REAL *g = a->grad[e];
+        if (a->momentum_buffer && a->grad_avg)
+            TFN(rmsprop_range)(p, sq, a->momentum_buffer[e], a->grad_avg[e], g, a->k, 1, 1, i0, i1);
+        else if (a->momentum_buffer)
+            TFN(rmsprop_range)(p, sq, a->momentum_buffer[e], NULL, g, a->k, 1, 0, i0, i1);
+        else if (a->grad_avg)
+            TFN(rmsprop_range)(p, sq, NULL, a->grad_avg[e], g, a->k, 0, 1, i0, i1);
+        else
+            TFN(rmsprop_range)(p, sq, NULL, NULL, g, a->k, 0, 0, i0, i1);
+    }
+}
+
+/* param[e], square_avg[e], momentum_buffer[e], grad_avg[e], grad[e] (n[e]) for e < count */
+pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *const *param, REAL *const *square_avg,
+                                                  REAL *const *momentum_buffer,
+                                                  REAL *const *grad_avg, const REAL *const *grad,
+                                                  double lr, double alpha, double eps,
+                                                  double weight_decay, double momentum,
+                                                  const int64_t *n, int64_t count, int nthreads)
+{
+    int64_t total;
+    if (count < 0 || (count > 0 && (!param || !square_avg || !grad || !n)) ||
+        !total_size(n, count, &total) || !(lr >= 0) || !(alpha >= 0 && alpha <= 1) ||
+        !(eps >= 0) || !(weight_decay >= 0) || !(momentum >= 0))
         return PYNN_ERR_ARG;
     const REAL w = (REAL)(1 - alpha);
-    const TFN(rmsprop_coef) k = {(REAL)lr, (REAL)alpha, w, (REAL)eps, (REAL)weight_decay,
-                                 (REAL)momentum, w < (REAL)0.5, weight_decay != 0};
-    const int64_t chunks = (n + CHUNK - 1) / CHUNK;
-    const int nt = pynn_threads_for(n, MIN_PARALLEL, nthreads);
-    (void)nt; /* read only by OpenMP */
-#pragma omp parallel for schedule(static) num_threads(nt)
-    for (int64_t c = 0; c < chunks; c++) {
-        const int64_t i0 = c * CHUNK, i1 = i0 + CHUNK < n ? i0 + CHUNK : n;
-        if (momentum_buffer && grad_avg)
-            TFN(rmsprop_range)(param, square_avg, momentum_buffer, grad_avg, grad, k, 1, 1, i0, i1);
-        else if (momentum_buffer)
-            TFN(rmsprop_range)(param, square_avg, momentum_buffer, NULL, grad, k, 1, 0, i0, i1);
-        else if (grad_avg)
-            TFN(rmsprop_range)(param, square_avg, NULL, grad_avg, grad, k, 0, 1, i0, i1);
-        else
-            TFN(rmsprop_range)(param, square_avg, NULL, NULL, grad, k, 0, 0, i0, i1);
-    }
+    const TFN(rmsprop_args) a = {param, square_avg, momentum_buffer, grad_avg, grad, n,
+                                 {(REAL)lr, (REAL)alpha, w, (REAL)eps, (REAL)weight_decay,
+                                  (REAL)momentum, w < (REAL)0.5, weight_decay != 0}};
+    run_spans(TFN(rmsprop_span), &a, total, nthreads);
     return PYNN_OK;
 }
 

@@ -1,23 +1,26 @@
 /* GEMM driver: C = act(alpha * op(A) op(B) + beta * C + bias), BLIS-style, portable.
  *
- * Loops, from the outside in, for the C block a thread owns:
- *   jc  NC columns of B          \  pack B[pc:pc+kb, jc:jc+NC] into NR-wide micro-panels (L2)
+ * Loops, from the outside in, over the block of C a thread owns:
+ *   jc  NC columns of B          \  B[pc:pc+kb, jc:jc+NC] as NR-wide micro-panels (L2)
  *   pc  a k block of kb <= KC    /
- *   e   batch entries (B packed once when they share it)
- *   ic  MC rows of A             -- pack A[ic:ic+MC, pc:pc+kb] into MR-high micro-panels
- *   ir  MR rows (macro-kernel)   -- the A micro-panel sits in L1 ...
- *   jr  NR columns               -- ... while B micro-panels stream from L2 past it
- * Transposes only change which packing routine runs. Operands that are cheaper to read
- * in place (a row-major A, or B when few rows of C reuse it) skip packing; partial edge
- * panels are then packed (zero-padded) on their own, so the micro-kernel never reads
- * outside an operand.
+ *   e   batch entries             (a B shared by the batch is packed once)
+ *   ic  MC rows of A              -- A[ic:ic+MC, pc:pc+kb] as MR-high micro-panels
+ *   ir  MR rows (macro-kernel)    -- the A micro-panel sits in L1 ...
+ *   jr  NR columns                -- ... while B micro-panels stream past it from L2
+ * Transposes only change which packing routine runs. An operand that is cheaper to read
+ * in place (a row-major A meeting few B panels, a row-major B meeting few A panels) is
+ * not packed; its partial edge panel is then packed on its own, so that the micro-kernel
+ * never reads outside an operand. x @ w.T at a small batch is computed as (w @ x.T).T, so
+ * that the small x is transposed instead of w (swap_operands). The fused epilogue runs
+ * on the last k block: alpha, beta and bias inside the micro-kernel, then the activation
+ * and the copy of the pre-activation on rows of C while they are still in cache.
  *
  * Determinism: an element of C is the same chain of FMAs over each k block, and the k
- * blocks depend on K alone (kblock()), so neither the thread split, nor M, nor the
- * packing choice, nor which rows share a tile changes a bit of the result.
+ * blocks depend on K alone (kblock()), so neither the thread split, nor M, nor packing or
+ * swapping, nor which rows share a tile changes a bit of the result.
  *
- * Threads own disjoint blocks of C (whole batch entries, or a grid of rows x columns),
- * each packing what it reads: no barriers, no shared writes.
+ * Threads own disjoint blocks of C (whole batch entries, or a grid of rows x columns) and
+ * pack what they read themselves: no barriers, no shared writes.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -28,8 +31,9 @@
 #include <omp.h>
 #endif
 
-/* Multiply-adds a thread must have before GEMM uses a second one. */
-#define GEMM_MIN_WORK_PER_THREAD 131072
+/* Multiply-adds each thread must get before GEMM uses more than one: below that, waking a
+ * thread costs about what it would save (a product of 256k multiply-adds takes ~3 us). */
+#define GEMM_MIN_WORK_PER_THREAD 262144
 
 typedef struct {
     const gemm_arch *ar;
@@ -49,6 +53,7 @@ typedef struct {
     int64_t batch, m, n, k;
     int64_t kc;             /* the k block (kblock) */
     int direct_a, direct_b; /* read op(A) / op(B) in place rather than packing */
+    int transpose_c;        /* C^T is computed (swap_operands): tiles are stored transposed */
 } gemm_problem;
 
 /* Where the micro-panels of one block of A or B are. Panel r starts at p + r*step and has
@@ -152,12 +157,15 @@ static gemm_panels panels_b(const gemm_problem *pb, char *buf, int64_t e, int64_
     return P;
 }
 
-/* Activation and pre-activation for finished rows [i0, i1) x columns [j0, j1) of C. */
-static void finish_rows(const gemm_problem *pb, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+/* Activation and pre-activation for finished rows [i0, i1) x columns [j0, j1) of C (of
+ * entry e; only a single product has a pre-activation). */
+static void finish_rows(const gemm_problem *pb, int64_t e, int64_t i0, int64_t i1, int64_t j0,
+                        int64_t j1)
 {
     const size_t es = pb->ar->elsize;
+    char *c = pb->c + (size_t)(e * pb->stride_c) * es;
     for (int64_t i = i0; i < i1; i++) {
-        char *row = pb->c + (size_t)(i * pb->ldc + j0) * es;
+        char *row = c + (size_t)(i * pb->ldc + j0) * es;
         if (pb->preact)
             memcpy(pb->preact + (size_t)(i * pb->ldp + j0) * es, row, (size_t)(j1 - j0) * es);
         if (pb->act != PYNN_ACT_NONE)
@@ -165,7 +173,9 @@ static void finish_rows(const gemm_problem *pb, int64_t i0, int64_t i1, int64_t 
     }
 }
 
-/* C[ic:ic+mb, jc:jc+nb] of entry e, one k block, from the panels of A and B. */
+/* C[ic:ic+mb, jc:jc+nb] of entry e, one k block, from the panels of A and B. When C^T is
+ * being computed, that block is C[jc:jc+nb, ic:ic+mb] and its rows finish together at the
+ * end; otherwise each MR rows are finished (activation, pre-activation) while in cache. */
 static void macro_kernel(const gemm_problem *pb, const gemm_panels *A, const gemm_panels *B,
                          int64_t e, int64_t ic, int64_t mb, int64_t jc, int64_t nb, int64_t kb,
                          int first, int last)
@@ -173,36 +183,32 @@ static void macro_kernel(const gemm_problem *pb, const gemm_panels *A, const gem
     const gemm_arch *ar = pb->ar;
     const size_t es = ar->elsize;
     const int mr = ar->mr, nr = ar->nr;
-    gemm_epilogue ep = {pb->alpha, first ? pb->beta : 1.0, NULL};
+    const int finish = last && (pb->preact || pb->act != PYNN_ACT_NONE);
+    /* element (i, j) of the computed product at c + i*rs_c + j*cs_c */
+    const int64_t rs_c = pb->transpose_c ? 1 : pb->ldc, cs_c = pb->transpose_c ? pb->ldc : 1;
+    gemm_epilogue ep = {pb->alpha, first ? pb->beta : 1.0, NULL, pb->transpose_c};
     char *c = pb->c + (size_t)(e * pb->stride_c) * es;
-#ifdef JR_OUTER
-    for (int64_t jr = 0; jr < nb; jr += nr) {
-        for (int64_t ir = 0; ir < mb; ir += mr) {
-        const int m = (int)min64(mr, mb - ir);
-        const int a_edge = m < mr && A->edge;
-        const char *a = a_edge ? A->edge : A->p + (ir / mr) * A->step;
-        const int64_t rs_a = a_edge ? A->edge_rs : A->rs, cs_a = a_edge ? A->edge_cs : A->cs;
-#else
     for (int64_t ir = 0; ir < mb; ir += mr) {
         const int m = (int)min64(mr, mb - ir);
         const int a_edge = m < mr && A->edge;
         const char *a = a_edge ? A->edge : A->p + (ir / mr) * A->step;
         const int64_t rs_a = a_edge ? A->edge_rs : A->rs, cs_a = a_edge ? A->edge_cs : A->cs;
         for (int64_t jr = 0; jr < nb; jr += nr) {
-#endif
             const int n = (int)min64(nr, nb - jr);
             const int b_edge = n < nr && B->edge;
             const char *b = b_edge ? B->edge : B->p + (jr / nr) * B->step;
             const int64_t rs_b = b_edge ? B->edge_rs : B->rs;
-            ep.bias = last && pb->bias ? pb->bias + (size_t)(jc + jr) * es : NULL;
+            if (last && pb->bias)
+                ep.bias = pb->bias + (size_t)(pb->transpose_c ? ic + ir : jc + jr) * es;
             ar->ukernel(kb, a, rs_a, cs_a, b, rs_b,
-                        c + (size_t)((ic + ir) * pb->ldc + jc + jr) * es, pb->ldc, m, n, &ep);
+                        c + (size_t)((ic + ir) * rs_c + (jc + jr) * cs_c) * es, pb->ldc, m, n,
+                        &ep);
         }
-#ifndef JR_OUTER
-        if (last && (pb->preact || pb->act != PYNN_ACT_NONE))
-            finish_rows(pb, ic + ir, ic + ir + m, jc, jc + nb);
-#endif
+        if (finish && !pb->transpose_c)
+            finish_rows(pb, e, ic + ir, ic + ir + m, jc, jc + nb);
     }
+    if (finish && pb->transpose_c)
+        finish_rows(pb, e, jc, jc + nb, ic, ic + mb);
 }
 
 /* Packing buffers this small live on the stack: a product of small matrices takes a few
@@ -254,9 +260,6 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
     return PYNN_OK;
 }
 
-#ifdef GEMM_DEV
-int gdev_pfa = 0, gdev_pfb = 0, gdev_pfc = 1, gdev_da = -1, gdev_db = -1, gdev_kc = 0, gdev_mc = 0, gdev_nc = 0;
-#endif
 /* Reading a row-major A in place saves packing it, but a packed micro-panel is faster to
  * read (one stream instead of MR): packing pays once a panel meets a few B micro-panels.
  * B is read in place when it is row-major and few row panels of A meet it. Either way
@@ -266,12 +269,26 @@ static void choose_layout(gemm_problem *pb)
     const gemm_arch *ar = pb->ar;
     pb->direct_a = !pb->trans_a && pb->n <= 4 * ar->nr;
     pb->direct_b = !pb->trans_b && pb->m <= 4 * ar->mr;
-#ifdef GEMM_DEV
-    if (gdev_da >= 0) pb->direct_a = gdev_da && !pb->trans_a;
-    if (gdev_db >= 0) pb->direct_b = gdev_db && !pb->trans_b;
-    if (getenv("DA")) pb->direct_a = atoi(getenv("DA")) && (!pb->trans_a || atoi(getenv("DA")) == 2);
-    if (getenv("DB")) pb->direct_b = atoi(getenv("DB")) && !pb->trans_b;
-#endif
+}
+
+/* Makes pb compute C^T = op(B)^T op(A)^T instead, with the kernels storing their tiles
+ * transposed: the same multiply-adds on the same values, so the same bits. */
+static void swap_operands(gemm_problem *pb)
+{
+    const char *a = pb->a;
+    const int64_t lda = pb->lda, stride_a = pb->stride_a, m = pb->m;
+    const int trans_a = pb->trans_a;
+    pb->a = pb->b;
+    pb->lda = pb->ldb;
+    pb->stride_a = pb->stride_b;
+    pb->trans_a = !pb->trans_b;
+    pb->b = a;
+    pb->ldb = lda;
+    pb->stride_b = stride_a;
+    pb->trans_b = !trans_a;
+    pb->m = pb->n;
+    pb->n = m;
+    pb->transpose_c = 1;
 }
 
 /* Splits `units` into `parts` near-equal contiguous ranges; returns the start of `part`. */
@@ -285,18 +302,12 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     const gemm_arch *ar = pb->ar;
     if (pb->batch <= 0 || pb->m <= 0 || pb->n <= 0)
         return PYNN_OK;
-#ifdef GEMM_DEV
-    static gemm_arch dev;
-    dev = *ar;
-    if (gdev_kc) dev.kc = gdev_kc;
-    if (gdev_mc) dev.mc = gdev_mc;
-    if (gdev_nc) dev.nc = gdev_nc;
-    if (getenv("KC")) dev.kc = atoi(getenv("KC"));
-    if (getenv("MC")) dev.mc = atoi(getenv("MC"));
-    if (getenv("NC")) dev.nc = atoi(getenv("NC"));
-    pb->ar = ar = &dev;
-#endif
     pb->kc = kblock(pb->k, ar->kc);
+    /* x @ w.T with fewer rows in x than in w (a layer's forward pass at a small batch):
+     * packing w.T would transpose the larger operand; computing the transposed product
+     * reads w in place and transposes x instead. */
+    if (!pb->trans_a && pb->trans_b && pb->m < pb->n)
+        swap_operands(pb);
     choose_layout(pb);
     const int64_t work = pb->batch * pb->m * pb->n * (pb->k > 0 ? pb->k : 1);
     const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
@@ -306,7 +317,8 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     /* Whole entries per thread when there are enough; else a grid of row x column blocks
      * in whole tiles, the grid shape that gives the busiest thread the fewest tiles. */
     const int by_entry = pb->batch >= nt;
-    const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr, tiles_n = (pb->n + ar->nr - 1) / ar->nr;
+    const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr;
+    const int64_t tiles_n = (pb->n + ar->nr - 1) / ar->nr;
     int pn = 1;
     int64_t best = -1;
     for (int d = 1; d <= nt; d++) {
@@ -331,7 +343,8 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 #endif
         pynn_status s;
         if (by_entry) {
-            s = gemm_block(pb, split(pb->batch, nt, t), split(pb->batch, nt, t + 1), 0, pb->m, 0, pb->n);
+            s = gemm_block(pb, split(pb->batch, nt, t), split(pb->batch, nt, t + 1), 0, pb->m,
+                           0, pb->n);
         } else {
             const int tm = t / pn, tn = t % pn;
             s = gemm_block(pb, 0, pb->batch,
@@ -350,13 +363,16 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     return status;
 }
 
+static int64_t at_least_1(int64_t x) { return x > 1 ? x : 1; }
+
+/* Sizes, and leading dimensions that fit the rows they stride over. */
 static pynn_status check(int64_t m, int64_t n, int64_t k, int64_t ldc, int64_t lda, int64_t ldb,
                          int trans_a, int trans_b, int nthreads)
 {
     if (m < 0 || n < 0 || k < 0 || nthreads < 1)
         return PYNN_ERR_ARG;
-    if (ldc < (n > 1 ? n : 1) || lda < ((trans_a ? m : k) > 1 ? (trans_a ? m : k) : 1) ||
-        ldb < ((trans_b ? k : n) > 1 ? (trans_b ? k : n) : 1))
+    if (ldc < at_least_1(n) || lda < at_least_1(trans_a ? m : k) ||
+        ldb < at_least_1(trans_b ? k : n))
         return PYNN_ERR_ARG;
     return PYNN_OK;
 }
@@ -372,11 +388,11 @@ static pynn_status gemm_entry(const gemm_arch *ar, void *c, int64_t ldc, void *p
         return s;
     if ((int)act < (int)PYNN_ACT_NONE || (int)act > (int)PYNN_ACT_GELU_TANH)
         return PYNN_ERR_ARG;
-    if (preact && ldp < (n > 1 ? n : 1))
+    if (preact && ldp < at_least_1(n))
         return PYNN_ERR_ARG;
     gemm_problem pb = {ar, (char *)c, ldc, 0, (char *)preact, ldp, (const char *)a, lda, 0,
                        (const char *)b, ldb, 0, (const char *)bias, trans_a, trans_b, alpha,
-                       beta, act, slope, 1, m, n, k, 0, 0, 0};
+                       beta, act, slope, 1, m, n, k, 0, 0, 0, 0};
     return gemm_run(&pb, nthreads);
 }
 
@@ -398,11 +414,12 @@ pynn_status pynn_gemm_f64(double *c, int64_t ldc, double *preact, int64_t ldp, c
                       trans_b, alpha, beta, act, negative_slope, m, n, k, nthreads);
 }
 
-static pynn_status gemm_batched_entry(const gemm_arch *ar, void *c, int64_t ldc, int64_t stride_c,
-                                      const void *a, int64_t lda, int64_t stride_a,
-                                      const void *b, int64_t ldb, int64_t stride_b,
-                                      int trans_a, int trans_b, double alpha, double beta,
-                                      int64_t batch, int64_t m, int64_t n, int64_t k, int nthreads)
+static pynn_status gemm_batched_entry(const gemm_arch *ar, void *c, int64_t ldc,
+                                      int64_t stride_c, const void *a, int64_t lda,
+                                      int64_t stride_a, const void *b, int64_t ldb,
+                                      int64_t stride_b, int trans_a, int trans_b, double alpha,
+                                      double beta, int64_t batch, int64_t m, int64_t n,
+                                      int64_t k, int nthreads)
 {
     pynn_status s = check(m, n, k, ldc, lda, ldb, trans_a, trans_b, nthreads);
     if (s != PYNN_OK)
@@ -411,7 +428,7 @@ static pynn_status gemm_batched_entry(const gemm_arch *ar, void *c, int64_t ldc,
         return PYNN_ERR_ARG;
     gemm_problem pb = {ar, (char *)c, ldc, stride_c, NULL, 0, (const char *)a, lda, stride_a,
                        (const char *)b, ldb, stride_b, NULL, trans_a, trans_b, alpha, beta,
-                       PYNN_ACT_NONE, 0.0, batch, m, n, k, 0, 0, 0};
+                       PYNN_ACT_NONE, 0.0, batch, m, n, k, 0, 0, 0, 0};
     return gemm_run(&pb, nthreads);
 }
 

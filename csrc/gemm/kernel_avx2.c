@@ -1,10 +1,11 @@
-/* AVX2 + FMA GEMM micro-kernels (compiled for AVX2 only; see kernel.h for the contract).
+/* AVX2 + FMA GEMM micro-kernels and packing (compiled for AVX2 only; kernel.h has the
+ * contract).
  *
- * sgemm 6x16 and dgemm 6x8: 6 rows of C by two ymm vectors, 12 accumulators, leaving
- * registers for the two vectors of B and a broadcast of A (16 ymm registers in all).
- * Partial tiles are read and written through vmaskmov masks; narrow or short tiles
- * (n <= NR/2, m <= 3) run a loop over only the vectors and rows they need, with the same
- * per-element chain of FMAs.
+ * sgemm 6x16 and dgemm 6x8: 6 rows of the tile by two ymm vectors, 12 accumulators,
+ * leaving registers for the two vectors of B and a broadcast of A (16 ymm registers in
+ * all). Partial tiles are read and written through vmaskmov masks; an edge tile with
+ * m <= 3 or n <= NR/2 runs a loop over only the rows and vectors it needs, with the same
+ * per-element chain of FMAs. Transposed tiles (C^T) are turned around in registers.
  */
 #include <immintrin.h>
 
@@ -21,6 +22,39 @@ PYNN_INLINE __m256i lane_mask64(int n)
 {
     const __m256i idx = _mm256_setr_epi64x(0, 1, 2, 3);
     return _mm256_cmpgt_epi64(_mm256_set1_epi64x(n), idx);
+}
+
+/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose8_ps(__m256 r[8])
+{
+    __m256 t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
+        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+
+/* r[i] holds row i of a 4 x 4 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose4_pd(__m256d r[4])
+{
+    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
+    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
+    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
+    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
+    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
+    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
 }
 
 /* ---- float: 6 x 16 ------------------------------------------------------------------- */
@@ -57,6 +91,37 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m256 acc[6][
     }
 }
 
+/* The epilogue for a transposed tile: tile column j is row j of C, tile row i its column
+ * i; the tile is transposed in registers, 8 x 8 at a time. */
+PYNN_INLINE void sgemm_store_t(float *c, int64_t ldc, int m, int n, __m256 acc[6][2], int V,
+                               const gemm_epilogue *ep)
+{
+    const __m256i cols = lane_mask32(m);
+    const __m256 alpha = _mm256_set1_ps((float)ep->alpha), beta = _mm256_set1_ps((float)ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const float *bias = (const float *)ep->bias;
+    const __m256 bv = bias ? _mm256_maskload_ps(bias, cols) : _mm256_setzero_ps();
+    _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+        __m256 r[8];
+        _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+            r[i] = i < 6 ? acc[i][v] : _mm256_setzero_ps();
+        transpose8_ps(r);
+        for (int l = 0; l < 8 && 8 * v + l < n; l++) {
+            float *cr = c + (8 * v + l) * ldc;
+            __m256 z = r[l];
+            if (scale)
+                z = _mm256_mul_ps(alpha, z);
+            if (add_c) {
+                const __m256 cold = _mm256_maskload_ps(cr, cols);
+                z = fma_c ? _mm256_fmadd_ps(beta, cold, z) : _mm256_add_ps(z, cold);
+            }
+            if (bias)
+                z = _mm256_add_ps(z, bv);
+            _mm256_maskstore_ps(cr, cols, z);
+        }
+    }
+}
+
 /* One tile with R rows and V vectors of accumulators; called with constants for R and V
  * and a literal 1 for rs_a or cs_a (see kernel_avx512.c). */
 PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
@@ -78,7 +143,10 @@ PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_
         a += cs_a;
         b += rs_b;
     }
-    sgemm_store(c, ldc, m, n, acc, V, ep);
+    if (ep->transpose)
+        sgemm_store_t(c, ldc, m, n, acc, V, ep);
+    else
+        sgemm_store(c, ldc, m, n, acc, V, ep);
 }
 
 void sgemm_avx2_6x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
@@ -142,6 +210,39 @@ PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m256d acc[6
     }
 }
 
+/* The epilogue for a transposed tile (see sgemm_store_t), 4 x 4 at a time: C row j gets
+ * tile rows 0..3 and 4..5 of tile column j. */
+PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m256d acc[6][2], int V,
+                               const gemm_epilogue *ep)
+{
+    const __m256d alpha = _mm256_set1_pd(ep->alpha), beta = _mm256_set1_pd(ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const double *bias = (const double *)ep->bias;
+    _Pragma("GCC unroll 2") for (int g = 0; g < 2; g++) {
+        const __m256i cols = lane_mask64(m - 4 * g);
+        const __m256d bv = bias ? _mm256_maskload_pd(bias + 4 * g, cols) : _mm256_setzero_pd();
+        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+            __m256d r[4];
+            _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+                r[i] = 4 * g + i < 6 ? acc[4 * g + i][v] : _mm256_setzero_pd();
+            transpose4_pd(r);
+            for (int l = 0; l < 4 && 4 * v + l < n; l++) {
+                double *cr = c + (4 * v + l) * ldc + 4 * g;
+                __m256d z = r[l];
+                if (scale)
+                    z = _mm256_mul_pd(alpha, z);
+                if (add_c) {
+                    const __m256d cold = _mm256_maskload_pd(cr, cols);
+                    z = fma_c ? _mm256_fmadd_pd(beta, cold, z) : _mm256_add_pd(z, cold);
+                }
+                if (bias)
+                    z = _mm256_add_pd(z, bv);
+                _mm256_maskstore_pd(cr, cols, z);
+            }
+        }
+    }
+}
+
 PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
                             const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
                             const gemm_epilogue *ep, const int R, const int V)
@@ -161,7 +262,10 @@ PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs
         a += cs_a;
         b += rs_b;
     }
-    dgemm_store(c, ldc, m, n, acc, V, ep);
+    if (ep->transpose)
+        dgemm_store_t(c, ldc, m, n, acc, V, ep);
+    else
+        dgemm_store(c, ldc, m, n, acc, V, ep);
 }
 
 void dgemm_avx2_6x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
@@ -192,39 +296,6 @@ void dgemm_avx2_6x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const
 }
 
 /* ---- packing: transposes in registers -------------------------------------------------- */
-
-/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
-PYNN_INLINE void transpose8_ps(__m256 r[8])
-{
-    __m256 t[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm256_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm256_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm256_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm256_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x20);
-        t[i + 4] = _mm256_permute2f128_ps(r[i], r[i + 4], 0x31);
-    }
-    for (int i = 0; i < 8; i++)
-        r[i] = t[i];
-}
-
-/* r[i] holds row i of a 4 x 4 block; afterwards r[j] holds column j. */
-PYNN_INLINE void transpose4_pd(__m256d r[4])
-{
-    const __m256d t0 = _mm256_unpacklo_pd(r[0], r[1]), t1 = _mm256_unpackhi_pd(r[0], r[1]);
-    const __m256d t2 = _mm256_unpacklo_pd(r[2], r[3]), t3 = _mm256_unpackhi_pd(r[2], r[3]);
-    r[0] = _mm256_permute2f128_pd(t0, t2, 0x20);
-    r[1] = _mm256_permute2f128_pd(t1, t3, 0x20);
-    r[2] = _mm256_permute2f128_pd(t0, t2, 0x31);
-    r[3] = _mm256_permute2f128_pd(t1, t3, 0x31);
-}
 
 /* pack_trans of kernel.h: blocks of 8 source rows x 8 k (4 x 4 for doubles) are loaded
  * (masked at the edges, rows past mn read as zero), transposed, and stored as k-rows of

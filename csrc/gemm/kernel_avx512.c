@@ -1,14 +1,16 @@
-/* AVX-512 GEMM micro-kernels (compiled for AVX-512 only; see kernel.h for the contract).
+/* AVX-512 GEMM micro-kernels and packing (compiled for AVX-512 only; kernel.h has the
+ * contract).
  *
- * sgemm 12x32: 12 rows of C by two zmm vectors of columns, 24 accumulators. Each step of
- * k loads two vectors of B and broadcasts 12 values of A straight into the FMAs, so the
- * two FMA ports stay busy while the loads (14 per 24 FMAs) fit the load ports. dgemm
- * 12x16 is the same shape in doubles.
+ * sgemm 12x32: 12 rows of the tile by two zmm vectors of columns, 24 accumulators. Each
+ * step of k loads two vectors of B and broadcasts 12 values of A, so the two FMA ports
+ * stay busy while the loads (14 per 24 FMAs) fit the load ports; the other 8 registers
+ * hold B, the broadcasts and the epilogue's constants. dgemm 12x16 is the same in doubles.
  *
  * Edges: C is read and written through masks, so a partial tile costs no scalar loop, and
- * narrow or short tiles (n <= NR/2, m <= MR/2) run a loop over only the vectors and rows
- * they need. Every variant performs the same per-element chain of FMAs, so which one runs
- * never changes a bit of the result.
+ * an edge tile runs a loop over only the rows (12, 8 or 4) and vectors (2 or 1) it needs.
+ * Every variant performs the same per-element chain of FMAs, so which one runs never
+ * changes a bit of the result. Transposed tiles (C^T, see kernel.h) are turned around in
+ * registers before the same epilogue.
  */
 #include <immintrin.h>
 
@@ -46,6 +48,54 @@ PYNN_INLINE void prefetch_c_l1(const char *c, int64_t ldc_bytes, int m, int64_t 
     }
 }
 
+/* r[i] holds row i of a 16 x 16 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose16_ps(__m512 r[16])
+{
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
+        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
+        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
+    }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
+    }
+}
+
+/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
+PYNN_INLINE void transpose8_pd(__m512d r[8])
+{
+    __m512d t[8];
+    for (int i = 0; i < 8; i += 2) {
+        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 8; i += 4) {
+        r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
+        r[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
+        r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
+        r[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xDD);
+    }
+    for (int i = 0; i < 4; i++) {
+        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
+        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xDD);
+    }
+    for (int i = 0; i < 8; i++)
+        r[i] = t[i];
+}
+
 /* ---- float: 12 x 32 ------------------------------------------------------------------ */
 
 /* The epilogue of kernel.h on rows i < m, columns j < n. */
@@ -77,6 +127,38 @@ PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12]
             if (bias)
                 z = _mm512_add_ps(z, bv[v]);
             _mm512_mask_storeu_ps(cv, mk[v], z);
+        }
+    }
+}
+
+/* The epilogue for a transposed tile: tile column j is row j of C, tile row i its
+ * column i. The tile is transposed in registers, 16 x 16 at a time, so that the stores
+ * are row segments of C, as above. */
+PYNN_INLINE void sgemm_store_t(float *c, int64_t ldc, int m, int n, __m512 acc[12][2],
+                               const int R, const int V, const gemm_epilogue *ep)
+{
+    const __mmask16 cols = mask16(m);
+    const __m512 alpha = _mm512_set1_ps((float)ep->alpha), beta = _mm512_set1_ps((float)ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const float *bias = (const float *)ep->bias;
+    const __m512 bv = bias ? _mm512_maskz_loadu_ps(cols, bias) : _mm512_setzero_ps();
+    _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+        __m512 r[16];
+        _Pragma("GCC unroll 16") for (int i = 0; i < 16; i++)
+            r[i] = i < R ? acc[i][v] : _mm512_setzero_ps();
+        transpose16_ps(r);
+        for (int l = 0; l < 16 && 16 * v + l < n; l++) {
+            float *cr = c + (16 * v + l) * ldc;
+            __m512 z = r[l];
+            if (scale)
+                z = _mm512_mul_ps(alpha, z);
+            if (add_c) {
+                const __m512 cold = _mm512_maskz_loadu_ps(cols, cr);
+                z = fma_c ? _mm512_fmadd_ps(beta, cold, z) : _mm512_add_ps(z, cold);
+            }
+            if (bias)
+                z = _mm512_add_ps(z, bv);
+            _mm512_mask_storeu_ps(cr, cols, z);
         }
     }
 }
@@ -122,11 +204,15 @@ PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_
     _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
     const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
-    prefetch_c_l2((const char *)c, ldc * 4, m, n * 4);
+    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+    prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
     sgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    prefetch_c_l1((const char *)c, ldc * 4, m, n * 4);
+    prefetch_c_l1((const char *)c, ldc * 4, c_rows, c_cols * 4);
     sgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    sgemm_store(c, ldc, m, n, acc, R, V, ep);
+    if (ep->transpose)
+        sgemm_store_t(c, ldc, m, n, acc, R, V, ep);
+    else
+        sgemm_store(c, ldc, m, n, acc, R, V, ep);
 }
 
 /* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
@@ -199,6 +285,39 @@ PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[1
     }
 }
 
+/* The epilogue for a transposed tile (see sgemm_store_t), 8 x 8 at a time: C row j gets
+ * tile rows 0..7 and 8..11 of tile column j. */
+PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m512d acc[12][2],
+                               const int R, const int V, const gemm_epilogue *ep)
+{
+    const __m512d alpha = _mm512_set1_pd(ep->alpha), beta = _mm512_set1_pd(ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const double *bias = (const double *)ep->bias;
+    _Pragma("GCC unroll 2") for (int g = 0; g < (R + 7) / 8; g++) {
+        const __mmask8 cols = mask8(m - 8 * g);
+        const __m512d bv = bias ? _mm512_maskz_loadu_pd(cols, bias + 8 * g) : _mm512_setzero_pd();
+        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+            __m512d r[8];
+            _Pragma("GCC unroll 8") for (int i = 0; i < 8; i++)
+                r[i] = 8 * g + i < R ? acc[8 * g + i][v] : _mm512_setzero_pd();
+            transpose8_pd(r);
+            for (int l = 0; l < 8 && 8 * v + l < n; l++) {
+                double *cr = c + (8 * v + l) * ldc + 8 * g;
+                __m512d z = r[l];
+                if (scale)
+                    z = _mm512_mul_pd(alpha, z);
+                if (add_c) {
+                    const __m512d cold = _mm512_maskz_loadu_pd(cols, cr);
+                    z = fma_c ? _mm512_fmadd_pd(beta, cold, z) : _mm512_add_pd(z, cold);
+                }
+                if (bias)
+                    z = _mm512_add_pd(z, bv);
+                _mm512_mask_storeu_pd(cr, cols, z);
+            }
+        }
+    }
+}
+
 /* acc[i][v] += A(i, p) * B(p, 8v..8v+7) over `steps` values of p; advances a and b.
  * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
  * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
@@ -240,11 +359,15 @@ PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs
     _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_pd();
     const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
-    prefetch_c_l2((const char *)c, ldc * 8, m, n * 8);
+    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+    prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
     dgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    prefetch_c_l1((const char *)c, ldc * 8, m, n * 8);
+    prefetch_c_l1((const char *)c, ldc * 8, c_rows, c_cols * 8);
     dgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    dgemm_store(c, ldc, m, n, acc, R, V, ep);
+    if (ep->transpose)
+        dgemm_store_t(c, ldc, m, n, acc, R, V, ep);
+    else
+        dgemm_store(c, ldc, m, n, acc, R, V, ep);
 }
 
 /* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
@@ -283,54 +406,6 @@ void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, c
 }
 
 /* ---- packing: transposes in registers -------------------------------------------------- */
-
-/* r[i] holds row i of a 16 x 16 block; afterwards r[j] holds column j. */
-PYNN_INLINE void transpose16_ps(__m512 r[16])
-{
-    __m512 t[16];
-    for (int i = 0; i < 16; i += 2) {
-        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 16; i += 4) {
-        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
-        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
-        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
-        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f32x4(r[i], r[i + 4], 0xDD);
-        t[i + 8] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0x88);
-        t[i + 12] = _mm512_shuffle_f32x4(r[i + 8], r[i + 12], 0xDD);
-    }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
-        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xDD);
-    }
-}
-
-/* r[i] holds row i of an 8 x 8 block; afterwards r[j] holds column j. */
-PYNN_INLINE void transpose8_pd(__m512d r[8])
-{
-    __m512d t[8];
-    for (int i = 0; i < 8; i += 2) {
-        t[i] = _mm512_unpacklo_pd(r[i], r[i + 1]);
-        t[i + 1] = _mm512_unpackhi_pd(r[i], r[i + 1]);
-    }
-    for (int i = 0; i < 8; i += 4) {
-        r[i] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0x88);
-        r[i + 1] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0x88);
-        r[i + 2] = _mm512_shuffle_f64x2(t[i], t[i + 2], 0xDD);
-        r[i + 3] = _mm512_shuffle_f64x2(t[i + 1], t[i + 3], 0xDD);
-    }
-    for (int i = 0; i < 4; i++) {
-        t[i] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0x88);
-        t[i + 4] = _mm512_shuffle_f64x2(r[i], r[i + 4], 0xDD);
-    }
-    for (int i = 0; i < 8; i++)
-        r[i] = t[i];
-}
 
 /* pack_trans of kernel.h: blocks of 16 source rows x 16 k are loaded (masked at the
  * edges, rows past mn read as zero), transposed, and stored as 16 k-rows of the panel. */

@@ -28,15 +28,16 @@ void sgemm_generic_4x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, co
     }
     const float alpha = (float)ep->alpha, beta = (float)ep->beta;
     const float *bias = (const float *)ep->bias;
+    const int64_t rs_c = ep->transpose ? 1 : ldc, cs_c = ep->transpose ? ldc : 1;
     for (int i = 0; i < m; i++) {
-        float *ci = c + i * ldc;
         for (int j = 0; j < n; j++) {
+            float *cij = c + i * rs_c + j * cs_c;
             float z = alpha * acc[i][j];
             if (beta != 0.0f)
-                z = beta == 1.0f ? z + ci[j] : z + beta * ci[j];
+                z = beta == 1.0f ? z + *cij : z + beta * *cij;
             if (bias)
-                z += bias[j];
-            ci[j] = z;
+                z += bias[ep->transpose ? i : j];
+            *cij = z;
         }
     }
 }
@@ -58,15 +59,16 @@ void dgemm_generic_4x4(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, co
     }
     const double alpha = ep->alpha, beta = ep->beta;
     const double *bias = (const double *)ep->bias;
+    const int64_t rs_c = ep->transpose ? 1 : ldc, cs_c = ep->transpose ? ldc : 1;
     for (int i = 0; i < m; i++) {
-        double *ci = c + i * ldc;
         for (int j = 0; j < n; j++) {
+            double *cij = c + i * rs_c + j * cs_c;
             double z = alpha * acc[i][j];
             if (beta != 0.0)
-                z = beta == 1.0 ? z + ci[j] : z + beta * ci[j];
+                z = beta == 1.0 ? z + *cij : z + beta * *cij;
             if (bias)
-                z += bias[j];
-            ci[j] = z;
+                z += bias[ep->transpose ? i : j];
+            *cij = z;
         }
     }
 }

@@ -6,6 +6,7 @@ counts and batch sizes, np.matmul's semantics (broadcasting, 1-D operands, dtype
 errors), linear's backward (accumulation, finite differences of the reference), bad input,
 and PyTorch."""
 import inspect
+import sys
 
 import numpy as np
 import pytest
@@ -93,6 +94,39 @@ def test_gemm_matches_truth_and_reference(isa, dtype, m, n, k, trans_a, trans_b,
         ref = np.where(np.isnan(before[:, :n]), 0, c0).astype(dtype)
         reference.gemm_fused(ref, a, b, trans_a, trans_b, alpha, beta, None, 0, 0.0, None)
         np.testing.assert_array_less(np.abs(c - ref), 2 * tol + np.finfo(dtype).tiny)
+
+
+def guarded(shape, dtype, rng, guard_after=True):
+    """A random array whose memory ends right before (or starts right after) a page that
+    may not be touched: a kernel reading past the operand crashes instead of passing."""
+    mmap = pytest.importorskip("mmap")
+    ctypes = pytest.importorskip("ctypes")
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    pages = -(-nbytes // page) + 1
+    buf = mmap.mmap(-1, pages * page)
+    base = ctypes.addressof(ctypes.c_char.from_buffer(buf))
+    guard = base + (pages - 1) * page if guard_after else base
+    if ctypes.CDLL(None).mprotect(ctypes.c_void_p(guard), ctypes.c_size_t(page), 0) != 0:
+        pytest.skip("mprotect is not available")
+    offset = (pages - 1) * page - nbytes if guard_after else page
+    x = np.frombuffer(buf, dtype, count=int(np.prod(shape)), offset=offset).reshape(shape)
+    x[...] = rng.standard_normal(shape)
+    return x
+
+
+@native
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs mmap and mprotect")
+@pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
+def test_kernels_never_read_outside_the_operands(isa, dtype, trans_a, trans_b, rng):
+    for m, n, k in [(1, 1, 1), (6, 8, 5), (7, 24, 3), (9, 17, 7), (13, 33, 2), (30, 45, 11)]:
+        for after in (True, False):
+            a = guarded((k, m) if trans_a else (m, k), dtype, rng, after)
+            b = guarded((n, k) if trans_b else (k, n), dtype, rng, after)
+            c = np.empty((m, n), dtype)
+            _native.gemm_fused(c, a, b, trans_a, trans_b, 1.0, 0.0, None, 0, 0.0, None)
+            np.testing.assert_allclose(c, op(a, trans_a) @ op(b, trans_b), rtol=1e-4,
+                                       atol=1e-4)
 
 
 @native

@@ -176,36 +176,44 @@ pynn_status pynn_dropout_backward_f64(double *dx, const double *dy, double p, ui
                                       int64_t n, int nthreads);
 
 /* ---- optim.c: fused optimizer steps, in place, as torch.optim computes them -------- */
-/* param, momentum_buffer, grad (n). momentum_buffer NULL iff momentum == 0; first_step
- * sets it to the (decayed) gradient instead of averaging. */
-pynn_status pynn_sgd_update_f32(float *param, float *momentum_buffer, const float *grad,
-                                double lr, double momentum, double dampening, int nesterov,
-                                double weight_decay, int first_step, int64_t n, int nthreads);
-pynn_status pynn_sgd_update_f64(double *param, double *momentum_buffer, const double *grad,
-                                double lr, double momentum, double dampening, int nesterov,
-                                double weight_decay, int first_step, int64_t n, int nthreads);
-/* param, exp_avg, exp_avg_sq, max_exp_avg_sq, grad (n). max_exp_avg_sq non-NULL: AMSGrad.
- * step >= 1 counts this step; decoupled_weight_decay: AdamW. */
-pynn_status pynn_adam_update_f32(float *param, float *exp_avg, float *exp_avg_sq,
-                                 float *max_exp_avg_sq, const float *grad, int64_t step,
-                                 double lr, double beta1, double beta2, double eps,
-                                 double weight_decay, int decoupled_weight_decay, int64_t n,
+/* Each updates `count` parameters in one call: entry e is param[e] and its state, arrays
+ * of n[e] elements (grad[e] is only read). No array may overlap another. */
+/* param[e], momentum_buffer[e], grad[e] (n[e]). momentum_buffer NULL iff momentum == 0;
+ * first_step sets the buffers to the (decayed) gradients instead of averaging. */
+pynn_status pynn_sgd_update_f32(float *const *param, float *const *momentum_buffer,
+                                const float *const *grad, double lr, double momentum,
+                                double dampening, int nesterov, double weight_decay,
+                                int first_step, const int64_t *n, int64_t count, int nthreads);
+pynn_status pynn_sgd_update_f64(double *const *param, double *const *momentum_buffer,
+                                const double *const *grad, double lr, double momentum,
+                                double dampening, int nesterov, double weight_decay,
+                                int first_step, const int64_t *n, int64_t count, int nthreads);
+/* param[e], exp_avg[e], exp_avg_sq[e], max_exp_avg_sq[e], grad[e] (n[e]). max_exp_avg_sq
+ * non-NULL: AMSGrad. step >= 1 counts this step; decoupled_weight_decay: AdamW. */
+pynn_status pynn_adam_update_f32(float *const *param, float *const *exp_avg,
+                                 float *const *exp_avg_sq, float *const *max_exp_avg_sq,
+                                 const float *const *grad, int64_t step, double lr, double beta1,
+                                 double beta2, double eps, double weight_decay,
+                                 int decoupled_weight_decay, const int64_t *n, int64_t count,
                                  int nthreads);
-pynn_status pynn_adam_update_f64(double *param, double *exp_avg, double *exp_avg_sq,
-                                 double *max_exp_avg_sq, const double *grad, int64_t step,
-                                 double lr, double beta1, double beta2, double eps,
-                                 double weight_decay, int decoupled_weight_decay, int64_t n,
+pynn_status pynn_adam_update_f64(double *const *param, double *const *exp_avg,
+                                 double *const *exp_avg_sq, double *const *max_exp_avg_sq,
+                                 const double *const *grad, int64_t step, double lr,
+                                 double beta1, double beta2, double eps, double weight_decay,
+                                 int decoupled_weight_decay, const int64_t *n, int64_t count,
                                  int nthreads);
-/* param, square_avg, momentum_buffer, grad_avg, grad (n). momentum_buffer non-NULL: heavy
- * ball with `momentum`; grad_avg non-NULL: centered. */
-pynn_status pynn_rmsprop_update_f32(float *param, float *square_avg, float *momentum_buffer,
-                                    float *grad_avg, const float *grad, double lr, double alpha,
-                                    double eps, double weight_decay, double momentum, int64_t n,
-                                    int nthreads);
-pynn_status pynn_rmsprop_update_f64(double *param, double *square_avg, double *momentum_buffer,
-                                    double *grad_avg, const double *grad, double lr, double alpha,
-                                    double eps, double weight_decay, double momentum, int64_t n,
-                                    int nthreads);
+/* param[e], square_avg[e], momentum_buffer[e], grad_avg[e], grad[e] (n[e]).
+ * momentum_buffer non-NULL: heavy ball with `momentum`; grad_avg non-NULL: centered. */
+pynn_status pynn_rmsprop_update_f32(float *const *param, float *const *square_avg,
+                                    float *const *momentum_buffer, float *const *grad_avg,
+                                    const float *const *grad, double lr, double alpha,
+                                    double eps, double weight_decay, double momentum,
+                                    const int64_t *n, int64_t count, int nthreads);
+pynn_status pynn_rmsprop_update_f64(double *const *param, double *const *square_avg,
+                                    double *const *momentum_buffer, double *const *grad_avg,
+                                    const double *const *grad, double lr, double alpha,
+                                    double eps, double weight_decay, double momentum,
+                                    const int64_t *n, int64_t count, int nthreads);
 
 /* ---- eltwise.c: activations, forward and backward ----------------------------------- */
 /* x, y (n): y = act(x), act a pynn_act (negative_slope is used by LEAKY_RELU). y may be x. */

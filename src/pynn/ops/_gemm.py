@@ -19,31 +19,23 @@ from ._eltwise import activation as _activation
 
 __all__ = ["matmul", "linear", "linear_backward"]
 
+# activation name (or None) -> pynn_act code, for names that need no `approximate`
+_CODES = {None: 0, **{name: code for code, name in enumerate(ACTIVATIONS)}}
+
+
 def _matrix(x, dtype):
-    """(s, t) with x == (s.T if t else s) and the rows of s contiguous, as the kernels
-    take a matrix; x is 2-D. A transposed view gives its base, copies happen only for
-    other layouts or another dtype."""
-    if x.dtype != dtype:
-        return np.ascontiguousarray(x, dtype), False
-    item = dtype.itemsize
-    (r, c), (s0, s1) = x.shape, x.strides
-    if (c <= 1 or s1 == item) and (r <= 1 or (s0 >= c * item and s0 % item == 0)):
-        return x, False
-    if (r <= 1 or s0 == item) and (c <= 1 or (s1 >= r * item and s1 % item == 0)):
-        return x.T, True
-    return np.ascontiguousarray(x), False
-
-
-def _stack(x, dtype):
-    """(s, t) for a stack of matrices x (e, r, c), like _matrix, with a non-negative
-    batch stride."""
-    if x.dtype == dtype and x.strides[0] >= 0 and x.strides[0] % dtype.itemsize == 0:
+    """(s, t) with x == (s.T if t else s) and the rows of s contiguous, as the kernels take
+    a matrix: for x (r, c), or a stack (e, r, c) of matrices a non-negative whole number of
+    elements apart. A transposed view gives its base; only other layouts and dtypes are
+    copied."""
+    if x.dtype == dtype and (x.ndim == 2 or (x.strides[0] >= 0
+                                             and x.strides[0] % dtype.itemsize == 0)):
         item = dtype.itemsize
-        (_, r, c), (_, s1, s2) = x.shape, x.strides
-        if (c <= 1 or s2 == item) and (r <= 1 or (s1 >= c * item and s1 % item == 0)):
+        (r, c), (s0, s1) = x.shape[-2:], x.strides[-2:]
+        if (c <= 1 or s1 == item) and (r <= 1 or (s0 >= c * item and s0 % item == 0)):
             return x, False
-        if (r <= 1 or s1 == item) and (c <= 1 or (s2 >= r * item and s2 % item == 0)):
-            return np.swapaxes(x, 1, 2), True
+        if (r <= 1 or s0 == item) and (c <= 1 or (s1 >= r * item and s1 % item == 0)):
+            return np.swapaxes(x, -1, -2), True
     return np.ascontiguousarray(x, dtype), False
 
 
@@ -109,7 +101,8 @@ def matmul(a, b, out=None):
         # one B for every row of every batch entry: a single GEMM over the stacked rows
         sa, ta = _matrix(a2.reshape(c.size // n, k), result)
         sb, tb = _matrix(b2, result)
-        kernels.gemm_fused(c.reshape(c.size // n, n), sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0, None)
+        kernels.gemm_fused(c.reshape(c.size // n, n), sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0,
+                           None)
         return v.deliver(c, out)
     entries = math.prod(batch)
     stacks = []
@@ -121,7 +114,7 @@ def matmul(a, b, out=None):
             x3 = x.reshape(entries, rows, cols)
         else:
             x3 = np.broadcast_to(x, batch + (rows, cols)).reshape(entries, rows, cols)
-        stacks.append(_stack(x3, result))
+        stacks.append(_matrix(x3, result))
     (sa, ta), (sb, tb) = stacks
     kernels.gemm_batched(c.reshape(entries, m, n), sa, sb, ta, tb, 1.0, 0.0)
     return v.deliver(c, out)
@@ -152,6 +145,23 @@ def linear(x, w, b=None, activation=None, *, negative_slope=0.01, approximate="n
     return_preact=True returns (y, z) with z = x @ w.T + b, which backward needs for
     activations other than relu. A row of y does not depend on the other rows of x.
     """
+    if out is None and type(x) is np.ndarray and type(w) is np.ndarray and x.ndim == 2 \
+            and w.ndim == 2 and x.dtype is w.dtype and x.dtype in v.NATIVE_DTYPES \
+            and (activation is None or type(activation) is str) and activation in _CODES \
+            and approximate == "none" and type(negative_slope) is float \
+            and -math.inf < negative_slope < math.inf:
+        # the common case, checked in as few steps as possible (see matmul)
+        (rows, k), n = x.shape, w.shape[0]
+        if w.shape[1] == k and rows and n and (b is None or (
+                type(b) is np.ndarray and b.dtype is x.dtype and b.shape == (n,)
+                and b.flags.c_contiguous)):
+            y = np.empty((rows, n), x.dtype)
+            z = np.empty((rows, n), x.dtype) if return_preact else None
+            sx, tx = _matrix(x, x.dtype)
+            sw, tw = _matrix(w, x.dtype)
+            backend_module().gemm_fused(y, sx, sw, tx, not tw, 1.0, 0.0, b, _CODES[activation],
+                                        negative_slope, z)
+            return (y, z) if return_preact else y
     x, w, b = _linear_operands(x, w, b)
     act = activation_code(activation, approximate)
     slope = v.check_float(negative_slope, "negative_slope")
@@ -163,7 +173,10 @@ def linear(x, w, b=None, activation=None, *, negative_slope=0.01, approximate="n
         z = np.matmul(x, w.T)
         if b is not None:
             z = z + b
-        y = _activation(z, ACTIVATIONS[act], negative_slope=slope) if act else z.copy()
+        if act:
+            y = _activation(z, ACTIVATIONS[act], negative_slope=slope)
+        else:
+            y = z.copy() if return_preact else z
         if out is not None:
             buffer = v.out_buffer(out, y.shape, y.dtype, inputs=inputs)
             buffer[...] = y
@@ -244,7 +257,8 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
         gx = np.empty(x.shape, dtype)
         if gx.size:
             sw, tw = _matrix(w, dtype)
-            kernels.gemm_fused(gx.reshape(rows, in_f), sy, sw, ty, tw, 1.0, 0.0, None, 0, 0.0, None)
+            kernels.gemm_fused(gx.reshape(rows, in_f), sy, sw, ty, tw, 1.0, 0.0, None, 0, 0.0,
+                               None)
     sx, tx = _matrix(x2, dtype)
     if dw is None:
         dw = np.empty((out_f, in_f), dtype)
@@ -256,14 +270,14 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
         kernels.gemm_fused(new, sy, sx, not ty, tx, 1.0, 0.0, None, 0, 0.0, None)
         np.add(dw, new, out=dw, casting="same_kind")
     if has_bias:
-        rows = v.contiguous(dy2, dtype) if ty else sy
+        dy_rows = v.contiguous(dy2, dtype) if ty else sy
         if db is None:
             db = np.empty(out_f, dtype)
-            kernels.gemm_colsum(db, rows, False)
+            kernels.gemm_colsum(db, dy_rows, False)
         elif _grad_buffer(db, "db", (out_f,), dtype, inputs):
-            kernels.gemm_colsum(db, rows, True)
+            kernels.gemm_colsum(db, dy_rows, True)
         else:
             new = np.empty(out_f, dtype)
-            kernels.gemm_colsum(new, rows, False)
+            kernels.gemm_colsum(new, dy_rows, False)
             np.add(db, new, out=db, casting="same_kind")
     return gx, dw, db

@@ -1,15 +1,24 @@
-"""Fused optimizer steps, in place: one pass over a parameter and its state per call.
+"""Fused optimizer steps, in place: one pass over the parameters and their state per call.
 
-Each op is one step of the torch.optim algorithm of the same name for one parameter,
-with PyTorch's semantics and arithmetic (pynn.backends.numpy.optim gives the formulas).
-pynn.optim's optimizers keep the state and call these.
+Each op is one step of the torch.optim algorithm of the same name, with PyTorch's
+semantics and arithmetic (pynn.backends.numpy.optim gives the formulas). pynn.optim's
+optimizers keep the state and call these, once per step for all the parameters of a group.
 
-The parameter and the state buffers are updated in place, so they must be writeable,
-C-contiguous numpy.ndarrays of one floating dtype and one shape, not overlapping each
-other: anything else raises (never a silent update of a copy). grad is only read; any
-array-like of that shape whose dtype casts to the parameter's ('same_kind') is accepted.
-float32 and float64 run on the backend in force, other floating dtypes on the NumPy
-reference. Each op returns param.
+Two forms, told apart by param:
+- one parameter: param is an ndarray, and grad and each state argument one array;
+- many parameters in one call (one kernel call for all of them): param is a list or tuple
+  of ndarrays, and grad and each state argument a list or tuple of as many entries (an
+  optional state: such a list, or None). Entry i is updated exactly as the one-parameter
+  form would update it, and errors name it ("exp_avg[2] has shape ..."). All the
+  parameters of one call share one dtype: a list mixing dtypes raises TypeError (make one
+  call per dtype).
+
+The parameters and state buffers are updated in place, so they must be writeable,
+C-contiguous numpy.ndarrays of one floating dtype, each buffer of its parameter's shape,
+none overlapping another array of the call: anything else raises (never a silent update
+of a copy). A gradient is only read; any array-like of its parameter's shape whose dtype
+casts to the parameter's ('same_kind') is accepted. float32 and float64 run on the
+backend in force, other floating dtypes on the NumPy reference. Each op returns param.
 """
 import numpy as np
 
@@ -27,51 +36,133 @@ def _check_bool(value, name):
     return bool(value)
 
 
-def _inplace(a, name, like=None):
-    """An array the step writes: param itself, or a state buffer matching param."""
+def _label(name, i):
+    """How errors name an argument: entry i of it in the list form, itself when i is None."""
+    return name if i is None else f"{name}[{i}]"
+
+
+def _entries(value, name, count):
+    """A list-form argument as a list of `count` entries."""
+    if not isinstance(value, (list, tuple)):
+        raise TypeError(f"{name} must be a list or tuple of arrays, as param is, not "
+                        f"{type(value).__name__}")
+    if len(value) != count:
+        raise ValueError(f"{name} has {len(value)} entries, param has {count}")
+    return list(value)
+
+
+def _owner(a):
+    """The ndarray that allocated the memory `a` views, or None when that is not an ndarray
+    (memory from another library, a memoryview, a raw pointer)."""
+    base = a.base
+    while isinstance(base, np.ndarray):
+        a, base = base, base.base
+    return a if base is None and a.flags.owndata else None
+
+
+def _inplace(a, name, i, dtype=None, shape=None):
+    """Checks an array the step writes and returns its _owner: a parameter (shape None),
+    floating and of `dtype` when given (that of the list's first), or a state buffer of
+    its parameter's dtype and shape."""
     if not isinstance(a, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray (it is updated in place), not "
-                        f"{type(a).__name__}")
-    if like is None:
-        if a.dtype.kind != "f":
-            raise TypeError(f"{name} must have a floating dtype, got {a.dtype}")
-    else:
-        if a.dtype != like.dtype:
-            raise TypeError(f"{name} has dtype {a.dtype}, expected param's dtype {like.dtype}")
-        if a.shape != like.shape:
-            raise ValueError(f"{name} has shape {a.shape}, expected param's shape {like.shape}")
-    if not a.flags.c_contiguous:
-        raise ValueError(f"{name} must be C-contiguous (it is updated in place)")
-    if not a.flags.writeable:
-        raise ValueError(f"{name} is read-only (it is updated in place)")
-    return a
+        raise TypeError(f"{_label(name, i)} must be a numpy.ndarray (it is updated in place), "
+                        f"not {type(a).__name__}")
+    if shape is not None:
+        if a.dtype != dtype:
+            raise TypeError(f"{_label(name, i)} has dtype {a.dtype}, expected param's dtype "
+                            f"{dtype}")
+        if a.shape != shape:
+            raise ValueError(f"{_label(name, i)} has shape {a.shape}, expected param's shape "
+                             f"{shape}")
+    elif a.dtype.kind != "f":
+        raise TypeError(f"{_label(name, i)} must have a floating dtype, got {a.dtype}")
+    elif dtype is not None and a.dtype != dtype:
+        raise TypeError(f"{_label(name, i)} has dtype {a.dtype}, but param[0] has {dtype}; "
+                        "make one call per dtype")
+    flags = a.flags
+    if not flags.c_contiguous:
+        raise ValueError(f"{_label(name, i)} must be C-contiguous (it is updated in place)")
+    if not flags.writeable:
+        raise ValueError(f"{_label(name, i)} is read-only (it is updated in place)")
+    return a if flags.owndata and a.base is None else _owner(a)
+
+
+def _gradient(grad, i, dtype, shape):
+    """Checks a gradient, as an array (not yet cast to its parameter's dtype)."""
+    grad = v.asarray(grad, _label("grad", i))
+    if grad.shape != shape:
+        raise ValueError(f"{_label('grad', i)} has shape {grad.shape}, expected param's shape "
+                         f"{shape}")
+    if grad.dtype != dtype and not np.can_cast(grad.dtype, dtype, casting="same_kind"):
+        raise TypeError(f"{_label('grad', i)} has dtype {grad.dtype}, which cannot be cast to "
+                        f"param's dtype {dtype} under casting='same_kind'")
+    return grad
+
+
+def _check_disjoint(written, grads, owners, keys):
+    """Refuses a call where an array the step writes shares memory with another array of
+    the call (gradients, only read, may share memory with each other).
+
+    written: (name, arrays) pairs; owners: the _owner of every array, written ones first,
+    in order; keys: the entry indices (None in the one-parameter form). Arrays can share
+    memory only if they view memory of one owner. Arrays whose owners are distinct ndarrays
+    are therefore disjoint without a look at their addresses (which take a microsecond each
+    to read from Python); arrays of one owner, and arrays of an unknown owner against all
+    others, are compared, exactly.
+    """
+    ids = {id(owner) for owner in owners}
+    if len(ids) == len(owners) and id(None) not in ids:  # owners all known and distinct
+        return
+    named = [(name, i, a, True) for name, arrays in written for i, a in zip(keys, arrays)]
+    named += [("grad", i, g, False) for i, g in zip(keys, grads)]
+    groups = {}
+    for k, owner in enumerate(owners):
+        if owner is not None:
+            groups.setdefault(id(owner), []).append(k)
+    pairs = {(j, k) for ks in groups.values() for j in ks for k in ks if j < k}
+    pairs.update((min(j, k), max(j, k)) for j, owner in enumerate(owners) if owner is None
+                 for k in range(len(owners)) if k != j)
+    for j, k in sorted(pairs):
+        (name_j, i_j, a_j, writes_j), (name_k, i_k, a_k, writes_k) = named[j], named[k]
+        if (writes_j or writes_k) and v._overlaps(a_j, a_k):
+            raise ValueError(f"{_label(name_k, i_k)} overlaps {_label(name_j, i_j)}; pass "
+                             "separate arrays")
 
 
 def _arrays(param, grad, buffers):
-    """Checks param, the state buffers and grad; returns the kernel module, then param, the
-    buffers and grad, all flat. buffers: (name, array, required); an optional one may be
-    None (the kernel then gets None)."""
-    param = _inplace(param, "param")
-    checked = [("param", param)]
-    for name, a, required in buffers:
-        if a is not None or required:
-            _inplace(a, name, param)
-            for other_name, other in checked:
-                if v._overlaps(a, other):
-                    raise ValueError(f"{name} overlaps {other_name}; pass separate arrays")
-            checked.append((name, a))
-    grad = v.asarray(grad, "grad")
-    if grad.shape != param.shape:
-        raise ValueError(f"grad has shape {grad.shape}, expected param's shape {param.shape}")
-    if not np.can_cast(grad.dtype, param.dtype, casting="same_kind"):
-        raise TypeError(f"grad has dtype {grad.dtype}, which cannot be cast to param's dtype "
-                        f"{param.dtype} under casting='same_kind'")
-    for other_name, other in checked:
-        if v._overlaps(grad, other):
-            raise ValueError(f"grad overlaps {other_name}; pass a separate array")
-    kernels = backend_module() if param.dtype in v.NATIVE_DTYPES else _reference
-    flat = [None if a is None else a.reshape(-1) for _, a, _ in buffers]
-    return kernels, param.reshape(-1), flat, v.contiguous(grad, param.dtype).reshape(-1)
+    """Checks the arrays of a call in either form. buffers: (name, value, required); an
+    optional one may be None, which the kernel then gets. Returns the kernel module (None
+    when there is no parameter), then lists for it: the parameters, one per buffer (or
+    None), and the gradients."""
+    if isinstance(param, np.ndarray):
+        keys, params, grads = (None,), [param], [grad]
+        states = [None if value is None and not required else [value]
+                  for _, value, required in buffers]
+    elif isinstance(param, (list, tuple)):
+        keys, params = range(len(param)), list(param)
+        grads = _entries(grad, "grad", len(params))
+        states = [None if value is None and not required else _entries(value, name, len(params))
+                  for name, value, required in buffers]
+    else:
+        raise TypeError("param must be a numpy.ndarray, or a list or tuple of them (it is "
+                        f"updated in place), not {type(param).__name__}")
+    if not params:
+        return None, [], states, []
+    owners = [_inplace(params[0], "param", keys[0])]
+    dtype = params[0].dtype
+    owners += [_inplace(p, "param", i, dtype) for i, p in zip(keys[1:], params[1:])]
+    shapes = [p.shape for p in params]
+    written = [("param", params)]
+    for (name, _, _), arrays in zip(buffers, states):
+        if arrays is not None:
+            owners += [_inplace(a, name, i, dtype, shape)
+                       for i, a, shape in zip(keys, arrays, shapes)]
+            written.append((name, arrays))
+    grads = [_gradient(g, i, dtype, shape) for i, g, shape in zip(keys, grads, shapes)]
+    owners += [g if g.base is None and g.flags.owndata else _owner(g) for g in grads]
+    _check_disjoint(written, grads, owners, keys)
+    kernels = backend_module() if dtype in v.NATIVE_DTYPES else _reference
+    return kernels, params, states, [v.contiguous(g, dtype) for g in grads]
 
 
 def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0.0, dampening=0.0,
@@ -92,7 +183,9 @@ def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0.0, dampening=0.0,
         raise ValueError("momentum_buffer is required when momentum != 0")
     buffer = momentum_buffer if momentum != 0 else None
     kernels, p, (buf,), g = _arrays(param, grad, [("momentum_buffer", buffer, False)])
-    kernels.sgd_update(p, buf, g, lr, momentum, dampening, nesterov, weight_decay, first_step)
+    if kernels is not None:
+        kernels.sgd_update(p, buf, g, lr, momentum, dampening, nesterov, weight_decay,
+                           first_step)
     return param
 
 
@@ -119,8 +212,9 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     kernels, p, (m, v2, vmax), g = _arrays(
         param, grad, [("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
                       ("max_exp_avg_sq", max_exp_avg_sq if amsgrad else None, False)])
-    kernels.adam_update(p, m, v2, vmax, g, step, lr, beta1, beta2, eps, weight_decay,
-                        decoupled_weight_decay)
+    if kernels is not None:
+        kernels.adam_update(p, m, v2, vmax, g, step, lr, beta1, beta2, eps, weight_decay,
+                            decoupled_weight_decay)
     return param
 
 
@@ -143,5 +237,6 @@ def rmsprop_update(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, we
         param, grad, [("square_avg", square_avg, True),
                       ("momentum_buffer", momentum_buffer if momentum > 0 else None, False),
                       ("grad_avg", grad_avg if centered else None, False)])
-    kernels.rmsprop_update(p, sq, buf, gavg, g, lr, alpha, eps, weight_decay, momentum)
+    if kernels is not None:
+        kernels.rmsprop_update(p, sq, buf, gavg, g, lr, alpha, eps, weight_decay, momentum)
     return param
