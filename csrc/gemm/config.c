@@ -1,12 +1,16 @@
 /* The per-ISA table of GEMM tile and block sizes, with the kernels that go with them.
  *
- * Tiles: the micro-kernel's MR x NR, fixed by the register file (kernel_*.c say why).
- * Blocks, measured on a 2-core Sapphire Rapids (48 KB L1d, 2 MB L2 per core):
- *   KC  the k block. An A micro-panel (MR x KC) stays in L1 while the B micro-panels
- *       stream past it, and each block of k costs one pass over C, so KC is as long as
- *       L1 allows. It also fixes every element's summation order: never tune it per call.
- *   NC  columns of packed B per block: KC x NC stays in L2.
- *   MC  rows of packed A per block: MC x KC streams from L3.
+ * Tiles: the micro-kernel's MR x NR, set by the register file (kernel_*.c say why), and
+ * the units in which edge tiles shrink. Blocks, for a 2-core Sapphire Rapids (48 KB L1d,
+ * 2 MB L2 per core), sized by what each must fit and checked by measurement (KC 256-512,
+ * NC 256-1024 and MC 96-1536 measured within a few percent of each other at 1024^3):
+ *   KC  the k block: the A micro-panel (MR x KC: 18 KB for float AVX-512) stays in L1
+ *       while B micro-panels stream past, and every k block costs one pass over C, so
+ *       it is as long as L1 allows. It also fixes every element's summation order: it
+ *       depends on the ISA and k only, never on anything else about a call.
+ *   NC  columns of packed B per block: KC x NC (768 KB) stays in L2 next to C's rows.
+ *   MC  rows of packed A per block; A is read from L3 a micro-panel at a time, so MC only
+ *       bounds the packing buffer.
  */
 #include "act.h"
 #include "gemm/kernel.h"

@@ -315,7 +315,8 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
         return gemm_block(pb, 0, pb->batch, 0, pb->m, 0, pb->n);
 
     /* Whole entries per thread when there are enough; else a grid of row x column blocks
-     * in whole tiles, the grid shape that gives the busiest thread the fewest tiles. */
+     * in whole tiles. The grid shape minimises the busiest thread's tiles plus the panels
+     * of A and B it reads (each costs about as much as a tile to bring in). */
     const int by_entry = pb->batch >= nt;
     const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr;
     const int64_t tiles_n = (pb->n + ar->nr - 1) / ar->nr;
@@ -325,8 +326,8 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
         if (nt % d)
             continue;
         const int64_t tm = (tiles_m + nt / d - 1) / (nt / d), tn = (tiles_n + d - 1) / d;
-        if (best < 0 || tm * tn <= best) {
-            best = tm * tn;
+        if (best < 0 || tm * tn + tm + tn < best) {
+            best = tm * tn + tm + tn;
             pn = d;
         }
     }

@@ -10,7 +10,9 @@ from pynn import nn, optim
 
 
 def _params(rng, dtype=np.float64):
-    return [nn.Parameter(rng.standard_normal(shape).astype(dtype)) for shape in ((4, 3), (3,))]
+    """A small model's parameters: a few, of several shapes, updated in one call a step."""
+    return [nn.Parameter(rng.standard_normal(shape).astype(dtype))
+            for shape in ((4, 3), (3,), (2, 5, 2), (1,))]
 
 
 def _grads(rng, params, steps):
@@ -96,6 +98,64 @@ def test_optimizers_match_torch(name, backend):
             np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-13)
 
 
+@pytest.mark.parametrize("name", ["sgd-momentum", "adam-amsgrad-wd", "rmsprop-centered-momentum"])
+def test_parameters_joining_late_match_torch(name, backend):
+    """A parameter whose gradient appears after the first steps has its own step count
+    (Adam) or first step (SGD's buffer), so a step updates it in a call of its own."""
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    make, make_torch = CASES[name]
+    rng = np.random.default_rng(6)
+    params = _params(rng)
+    tparams = [torch.nn.Parameter(torch.from_numpy(p.data.copy())) for p in params]
+    opt, topt = make(params), make_torch(torch, tparams)
+    for t, step in enumerate(_grads(rng, params, 5)):
+        for i, (p, tp, g) in enumerate(zip(params, tparams, step)):
+            late = t < i  # parameter i gets its first gradient at step i
+            p.grad = None if late else g.copy()
+            tp.grad = None if late else torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-10, atol=1e-13)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_step_is_one_fused_call_per_group_and_dtype(name, backend, monkeypatch):
+    """Parameters of two dtypes in one group, a second group, a frozen parameter and one
+    without a gradient: one ops call per group and dtype, each updating exactly as one
+    optimizer per parameter would."""
+    op = {"sgd": "sgd_update", "adam": "adam_update", "rmsprop": "rmsprop_update"}[
+        name.split("-")[0].replace("adamw", "adam")]
+    calls = []
+    fused = getattr(pynn.ops, op)
+
+    def counted(param, *args, **kwargs):
+        calls.append(len(param))
+        return fused(param, *args, **kwargs)
+
+    rng = np.random.default_rng(7)
+    make = CASES[name][0]
+    params = _params(rng) + _params(rng, np.float32)
+    params[1].grad = None
+    params[2].requires_grad = False
+    second = _params(rng)
+    single = [nn.Parameter(p.data.copy(), p.requires_grad) for p in params + second]
+    singles = [make([p]) for p in single]
+    opt = make([{"params": params}, {"params": second}])
+    monkeypatch.setattr(pynn.ops, op, counted)
+    for step in _grads(rng, params + second, 3):
+        for p, q, g in zip(params + second, single, step):
+            if p is not params[1]:
+                p.grad, q.grad = g.copy(), g.copy()
+        calls.clear()
+        opt.step()
+        assert calls == [2, 4, 4]  # float64 and float32 in group 0 (2 skipped), then group 1
+        for o in singles:
+            o.step()
+        for p, q in zip(params + second, single):
+            assert p.data.tobytes() == q.data.tobytes()
+
+
 def test_param_groups_have_their_own_lr(backend):
     a, b = nn.Parameter(np.ones(3)), nn.Parameter(np.ones(3))
     opt = optim.SGD([{"params": [a]}, {"params": [b], "lr": 0.5}], lr=0.1)
@@ -140,7 +200,7 @@ def test_state_dict_round_trip_continues_identically(backend):
     _run(opt, params, grads[:3])
     saved_params = [p.data.copy() for p in params]
     state = opt.state_dict()
-    assert state["param_groups"][0]["params"] == [0, 1]
+    assert state["param_groups"][0]["params"] == list(range(len(params)))
     assert state["state"][0]["step"] == 3
     expected = _run(opt, params, grads[3:])
 

@@ -57,9 +57,10 @@ int pynn_threads_for(int64_t work, int64_t min_work, int nthreads);
 /* c (m, n) = act(alpha * op(a) @ op(b) + beta * c + bias), op(x) = x or x^T.
  * a (m, k), or (k, m) stored when trans_a; b (k, n), or (n, k) stored when trans_b; each
  * matrix row-major with the given row stride (ld >= its column count); bias (n) or NULL;
- * preact (m, n) with row stride ldp, or NULL: receives the value before the activation.
- * beta == 0 never reads c (it may hold NaN). Every element is summed over k in an order
- * fixed by k and the ISA alone: results do not depend on nthreads, m or the other rows. */
+ * preact (m, n) with row stride ldp, or NULL: receives the value before the activation
+ * (c and preact must not overlap each other or the inputs). beta == 0 never reads c (it
+ * may hold NaN). Every element is summed over k in an order fixed by k and the ISA alone:
+ * results do not depend on nthreads, on m or on the other rows. */
 pynn_status pynn_gemm_f32(float *c, int64_t ldc, float *preact, int64_t ldp, const float *a,
                           int64_t lda, const float *b, int64_t ldb, const float *bias,
                           int trans_a, int trans_b, float alpha, float beta, pynn_act act,
@@ -177,7 +178,8 @@ pynn_status pynn_dropout_backward_f64(double *dx, const double *dy, double p, ui
 
 /* ---- optim.c: fused optimizer steps, in place, as torch.optim computes them -------- */
 /* Each updates `count` parameters in one call: entry e is param[e] and its state, arrays
- * of n[e] elements (grad[e] is only read). No array may overlap another. */
+ * of n[e] elements; grad[e] is only read. No array that a kernel writes may overlap
+ * another array of the call. */
 /* param[e], momentum_buffer[e], grad[e] (n[e]). momentum_buffer NULL iff momentum == 0;
  * first_step sets the buffers to the (decayed) gradients instead of averaging. */
 pynn_status pynn_sgd_update_f32(float *const *param, float *const *momentum_buffer,

@@ -166,8 +166,9 @@ def main(argv=None):
 def _linear_case(batch, fan_in, fan_out, activation, quick=True):
     def data():
         rng = np.random.default_rng(0)
+        scale = np.float32(1 / math.sqrt(fan_in))
         return (rng.standard_normal((batch, fan_in), dtype=np.float32),
-                rng.standard_normal((fan_out, fan_in), dtype=np.float32) / np.sqrt(fan_in),
+                rng.standard_normal((fan_out, fan_in), dtype=np.float32) * scale,
                 rng.standard_normal(fan_out, dtype=np.float32))
 
     def make():

@@ -23,7 +23,7 @@ backend in force, other floating dtypes on the NumPy reference. Each op returns 
 import numpy as np
 
 from pynn._config import backend_module
-from pynn.backends.numpy import optim as _reference
+from pynn.backends import numpy as _reference
 
 from . import _validate as v
 
@@ -129,25 +129,27 @@ def _check_disjoint(written, grads, owners, keys):
                              "separate arrays")
 
 
-def _arrays(param, grad, buffers):
-    """Checks the arrays of a call in either form. buffers: (name, value, required); an
-    optional one may be None, which the kernel then gets. Returns the kernel module (None
-    when there is no parameter), then lists for it: the parameters, one per buffer (or
-    None), and the gradients."""
+def _lists(param, grad, buffers):
+    """The arrays of a call in either form, as the kernels take them: the entry keys
+    ((None,) for one parameter, else range(count)), then lists of the parameters, of
+    each buffer's arrays (None for an unused optional one) and of the gradients. Checks
+    the lists, not the arrays. buffers: (name, value, required)."""
     if isinstance(param, np.ndarray):
-        keys, params, grads = (None,), [param], [grad]
         states = [None if value is None and not required else [value]
                   for _, value, required in buffers]
-    elif isinstance(param, (list, tuple)):
-        keys, params = range(len(param)), list(param)
-        grads = _entries(grad, "grad", len(params))
-        states = [None if value is None and not required else _entries(value, name, len(params))
+        return (None,), [param], states, [grad]
+    if isinstance(param, (list, tuple)):
+        count = len(param)
+        states = [None if value is None and not required else _entries(value, name, count)
                   for name, value, required in buffers]
-    else:
-        raise TypeError("param must be a numpy.ndarray, or a list or tuple of them (it is "
-                        f"updated in place), not {type(param).__name__}")
-    if not params:
-        return None, [], states, []
+        return range(count), list(param), states, _entries(grad, "grad", count)
+    raise TypeError("param must be a numpy.ndarray, or a list or tuple of them (it is "
+                    f"updated in place), not {type(param).__name__}")
+
+
+def _check(keys, params, states, grads, buffers):
+    """Checks every array of a call (see the module's docstring); returns the gradients
+    as the kernels take them, C-contiguous in the parameters' dtype."""
     owners = [_inplace(params[0], "param", keys[0])]
     dtype = params[0].dtype
     owners += [_inplace(p, "param", i, dtype) for i, p in zip(keys[1:], params[1:])]
@@ -159,10 +161,36 @@ def _arrays(param, grad, buffers):
                        for i, a, shape in zip(keys, arrays, shapes)]
             written.append((name, arrays))
     grads = [_gradient(g, i, dtype, shape) for i, g, shape in zip(keys, grads, shapes)]
-    owners += [g if g.base is None and g.flags.owndata else _owner(g) for g in grads]
+    owners += [_owner(g) for g in grads]
     _check_disjoint(written, grads, owners, keys)
-    kernels = backend_module() if dtype in v.NATIVE_DTYPES else _reference
-    return kernels, params, states, [v.contiguous(g, dtype) for g in grads]
+    return [np.asarray(g, dtype, order="C") for g in grads]  # 0-D stays 0-D
+
+
+def _update(kernel, param, grad, buffers, *options):
+    """Runs the backend's `kernel` (a name) on the arrays of a call in either form, as
+    kernel(params, *buffers, grads, *options), if they pass the checks.
+
+    float32 and float64 arrays go to the backend in force, others to the reference. The
+    native kernels make every check of _check themselves, in C, and take the gradients
+    only as they are (C-contiguous, in the parameters' dtype), so they get the arrays
+    first, unchecked: _check costs about half a microsecond an array, more than a small
+    model's whole update costs in C. What they refuse goes through _check, which names
+    what is wrong or converts the gradients for a second call.
+    """
+    keys, params, states, grads = _lists(param, grad, buffers)
+    if not params:
+        return
+    first = params[0]
+    native = isinstance(first, np.ndarray) and first.dtype in v.NATIVE_DTYPES
+    kernels = backend_module() if native else _reference
+    if kernels is not _reference:
+        try:
+            getattr(kernels, kernel)(params, *states, grads, *options)
+            return
+        except (TypeError, ValueError):
+            pass
+    grads = _check(keys, params, states, grads, buffers)
+    getattr(kernels, kernel)(params, *states, grads, *options)
 
 
 def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0.0, dampening=0.0,
@@ -182,10 +210,8 @@ def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0.0, dampening=0.0,
     if momentum != 0 and momentum_buffer is None:
         raise ValueError("momentum_buffer is required when momentum != 0")
     buffer = momentum_buffer if momentum != 0 else None
-    kernels, p, (buf,), g = _arrays(param, grad, [("momentum_buffer", buffer, False)])
-    if kernels is not None:
-        kernels.sgd_update(p, buf, g, lr, momentum, dampening, nesterov, weight_decay,
-                           first_step)
+    _update("sgd_update", param, grad, [("momentum_buffer", buffer, False)], lr, momentum,
+            dampening, nesterov, weight_decay, first_step)
     return param
 
 
@@ -209,12 +235,10 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     decoupled_weight_decay = _check_bool(decoupled_weight_decay, "decoupled_weight_decay")
     if amsgrad and max_exp_avg_sq is None:
         raise ValueError("max_exp_avg_sq is required when amsgrad=True")
-    kernels, p, (m, v2, vmax), g = _arrays(
-        param, grad, [("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
-                      ("max_exp_avg_sq", max_exp_avg_sq if amsgrad else None, False)])
-    if kernels is not None:
-        kernels.adam_update(p, m, v2, vmax, g, step, lr, beta1, beta2, eps, weight_decay,
-                            decoupled_weight_decay)
+    _update("adam_update", param, grad,
+            [("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
+             ("max_exp_avg_sq", max_exp_avg_sq if amsgrad else None, False)],
+            step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
     return param
 
 
@@ -233,10 +257,9 @@ def rmsprop_update(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, we
         raise ValueError("momentum_buffer is required when momentum > 0")
     if centered and grad_avg is None:
         raise ValueError("grad_avg is required when centered=True")
-    kernels, p, (sq, buf, gavg), g = _arrays(
-        param, grad, [("square_avg", square_avg, True),
-                      ("momentum_buffer", momentum_buffer if momentum > 0 else None, False),
-                      ("grad_avg", grad_avg if centered else None, False)])
-    if kernels is not None:
-        kernels.rmsprop_update(p, sq, buf, gavg, g, lr, alpha, eps, weight_decay, momentum)
+    _update("rmsprop_update", param, grad,
+            [("square_avg", square_avg, True),
+             ("momentum_buffer", momentum_buffer if momentum > 0 else None, False),
+             ("grad_avg", grad_avg if centered else None, False)],
+            lr, alpha, eps, weight_decay, momentum)
     return param

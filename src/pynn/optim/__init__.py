@@ -1,6 +1,7 @@
 """pynn.optim: optimizers (SGD, RMSprop, Adam, AdamW) with PyTorch's names, options and
-update rules, each a fused in-place update per parameter; gradient clipping; and
-learning-rate schedules in pynn.optim.lr_scheduler.
+update rules, each step one fused in-place update of all the parameters (one per param
+group and dtype); gradient clipping; and learning-rate schedules in
+pynn.optim.lr_scheduler.
 
     opt = optim.Adam(model.parameters(), lr=1e-3)
     opt.step(); opt.zero_grad()

@@ -1,6 +1,7 @@
 """Optimizer base: parameter groups, per-parameter state, zero_grad, state_dict; and
-gradient clipping. Subclasses differ in one method, `_update`, which makes one fused
-in-place call per parameter (pynn.ops.<name>_update)."""
+gradient clipping. Subclasses differ in one method, `_update`, which updates a group's
+parameters in place with one fused call (pynn.ops.<name>_update on lists of arrays) per
+batch of parameters that share a dtype."""
 import math
 
 import numpy as np
@@ -84,27 +85,44 @@ class Optimizer:
 
     def step(self, closure=None):
         """Update every parameter that has a gradient (frozen ones, requires_grad=False,
-        and those with grad None are skipped). `closure`, if given, recomputes the loss
-        before the update and its value is returned."""
+        and those with grad None are skipped), with one fused call per group and dtype.
+        `closure`, if given, recomputes the loss before the update and its value is
+        returned."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None or not p.requires_grad:
-                    continue
+            params = [p for p in group["params"] if p.grad is not None and p.requires_grad]
+            for p in params:
                 if p.grad.shape != p.data.shape:
                     raise ValueError(f"a gradient has shape {p.grad.shape}, but its parameter "
                                      f"has shape {p.data.shape}")
-                state = self.state.get(p)
-                if state is None:
-                    state = self.state[p] = self._init_state(p, group)
-                grad = p.grad if p.grad.dtype == p.data.dtype else p.grad.astype(p.data.dtype)
-                self._update(p, grad, state, group)
+            if params:
+                self._update(params, group)
         return loss
+
+    def _batches(self, params, group, key=None):
+        """params, with their states (created on first use), split into the batches one
+        fused call updates: parameters of one dtype and, given `key`, one key(state) (what
+        the update takes once per call, such as Adam's step count). Returns (params,
+        states) pairs, in the order of their first parameter."""
+        batches = {}
+        state = self.state
+        for p in params:
+            s = state.get(p)
+            if s is None:
+                s = state[p] = self._init_state(p, group)
+            k = (p.data.dtype, None if key is None else key(s))
+            batch = batches.get(k)
+            if batch is None:
+                batch = batches[k] = ([], [])
+            batch[0].append(p)
+            batch[1].append(s)
+        return batches.values()
 
     def _init_state(self, p, group):
         raise NotImplementedError
 
-    def _update(self, p, grad, state, group):
+    def _update(self, params, group):
+        """Update params (those of `group` with a gradient) in place."""
         raise NotImplementedError
 
     def state_dict(self):

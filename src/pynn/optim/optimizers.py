@@ -1,5 +1,6 @@
 """SGD, RMSprop, Adam and AdamW, with PyTorch's options, defaults, state names and update
-rules. Each update is one fused in-place call per parameter on the backend in force."""
+rules. A step updates each param group with one fused in-place call (per dtype) on the
+backend in force, over all of the group's parameters that have a gradient."""
 import numpy as np
 
 from pynn import ops
@@ -38,15 +39,23 @@ class SGD(Optimizer):
     def _init_state(self, p, group):
         return {"momentum_buffer": None}
 
-    def _update(self, p, grad, state, group):
-        buf = state["momentum_buffer"]
-        first = buf is None and group["momentum"] != 0
-        if first:
-            buf = state["momentum_buffer"] = np.zeros_like(p.data)
-        ops.sgd_update(p.data, grad, buf if group["momentum"] != 0 else None,
-                       lr=group["lr"], momentum=group["momentum"],
-                       dampening=group["dampening"], nesterov=group["nesterov"],
-                       weight_decay=group["weight_decay"], first_step=first)
+    def _update(self, params, group):
+        momentum = group["momentum"]
+
+        def first(state):
+            # no buffer yet: PyTorch's first step, which ops takes for a whole call
+            return momentum != 0 and state["momentum_buffer"] is None
+
+        for batch, states in self._batches(params, group, first):
+            first_step = first(states[0])
+            if first_step:
+                for p, s in zip(batch, states):
+                    s["momentum_buffer"] = np.zeros_like(p.data)
+            ops.sgd_update([p.data for p in batch], [p.grad for p in batch],
+                           [s["momentum_buffer"] for s in states] if momentum != 0 else None,
+                           lr=group["lr"], momentum=momentum, dampening=group["dampening"],
+                           nesterov=group["nesterov"], weight_decay=group["weight_decay"],
+                           first_step=first_step)
 
 
 class RMSprop(Optimizer):
@@ -73,17 +82,22 @@ class RMSprop(Optimizer):
         return {"step": 0, "square_avg": np.zeros_like(p.data), "momentum_buffer": None,
                 "grad_avg": None}
 
-    def _update(self, p, grad, state, group):
-        state["step"] = int(state["step"]) + 1
-        if group["momentum"] > 0 and state["momentum_buffer"] is None:
-            state["momentum_buffer"] = np.zeros_like(p.data)
-        if group["centered"] and state["grad_avg"] is None:
-            state["grad_avg"] = np.zeros_like(p.data)
-        ops.rmsprop_update(p.data, grad, state["square_avg"], lr=group["lr"],
-                           alpha=group["alpha"], eps=group["eps"],
-                           weight_decay=group["weight_decay"], momentum=group["momentum"],
-                           centered=group["centered"], momentum_buffer=state["momentum_buffer"],
-                           grad_avg=state["grad_avg"])
+    def _update(self, params, group):
+        heavy_ball, centered = group["momentum"] > 0, group["centered"]
+        for batch, states in self._batches(params, group):
+            for p, s in zip(batch, states):
+                s["step"] = int(s["step"]) + 1
+                if heavy_ball and s["momentum_buffer"] is None:
+                    s["momentum_buffer"] = np.zeros_like(p.data)
+                if centered and s["grad_avg"] is None:
+                    s["grad_avg"] = np.zeros_like(p.data)
+            ops.rmsprop_update(
+                [p.data for p in batch], [p.grad for p in batch],
+                [s["square_avg"] for s in states], lr=group["lr"], alpha=group["alpha"],
+                eps=group["eps"], weight_decay=group["weight_decay"], momentum=group["momentum"],
+                centered=centered,
+                momentum_buffer=[s["momentum_buffer"] for s in states] if heavy_ball else None,
+                grad_avg=[s["grad_avg"] for s in states] if centered else None)
 
 
 class Adam(Optimizer):
@@ -113,16 +127,24 @@ class Adam(Optimizer):
     def _init_state(self, p, group):
         return {"step": 0, "exp_avg": np.zeros_like(p.data), "exp_avg_sq": np.zeros_like(p.data)}
 
-    def _update(self, p, grad, state, group):
-        state["step"] = int(state["step"]) + 1
-        if group["amsgrad"] and state.get("max_exp_avg_sq") is None:
-            state["max_exp_avg_sq"] = np.zeros_like(p.data)
+    def _update(self, params, group):
         beta1, beta2 = group["betas"]
-        ops.adam_update(p.data, grad, state["exp_avg"], state["exp_avg_sq"], step=state["step"],
-                        lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
-                        weight_decay=group["weight_decay"], amsgrad=group["amsgrad"],
-                        max_exp_avg_sq=state.get("max_exp_avg_sq") if group["amsgrad"] else None,
-                        decoupled_weight_decay=self._decoupled)
+        amsgrad = group["amsgrad"]
+        # The bias corrections take one step count per call: parameters that started at
+        # different steps are updated apart.
+        for batch, states in self._batches(params, group, lambda s: int(s["step"])):
+            step = int(states[0]["step"]) + 1
+            for p, s in zip(batch, states):
+                s["step"] = step
+                if amsgrad and s.get("max_exp_avg_sq") is None:
+                    s["max_exp_avg_sq"] = np.zeros_like(p.data)
+            ops.adam_update(
+                [p.data for p in batch], [p.grad for p in batch], [s["exp_avg"] for s in states],
+                [s["exp_avg_sq"] for s in states], step=step, lr=group["lr"], beta1=beta1,
+                beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
+                amsgrad=amsgrad,
+                max_exp_avg_sq=[s["max_exp_avg_sq"] for s in states] if amsgrad else None,
+                decoupled_weight_decay=self._decoupled)
 
 
 class AdamW(Adam):

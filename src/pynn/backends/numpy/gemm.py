@@ -5,9 +5,9 @@ A matrix here is a 2-D array of one float dtype whose rows are contiguous (unit 
 the last dimension) and whose row stride may be larger than a row: the native kernels
 take that stride as BLAS's leading dimension. Outputs are written in place.
 
-The native GEMM sums each element over k in fixed blocks, with fused multiply-adds, so
-its results differ from these (NumPy's BLAS) by rounding only: within a few ulp of
-sum |a_ik b_kj|.
+The native GEMM sums each element over k in fixed blocks with fused multiply-adds, NumPy's
+BLAS in its own order: both are within k eps sum_p |a_ip b_pj| of the exact product, and
+differ from each other by rounding only.
 """
 import numpy as np
 
