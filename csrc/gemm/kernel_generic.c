@@ -12,8 +12,7 @@
 #define D_NR 4
 
 void sgemm_generic_4x8(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
-                        int64_t rs_b, void *c_, int64_t ldc, int m, int n,
-                        const gemm_epilogue *ep)
+                       int64_t rs_b, void *c_, int64_t ldc, int m, int n, const gemm_epilogue *ep)
 {
     const float *a = (const float *)a_, *b = (const float *)b_;
     float *c = (float *)c_;

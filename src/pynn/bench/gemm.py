@@ -60,16 +60,19 @@ def _torch():
     return torch
 
 
-def _calls_per_batch(fn, min_time):
-    fn()
-    t0 = time.perf_counter()
-    fn()
-    return max(1, int(min_time / max(time.perf_counter() - t0, 1e-7)))
+def _calls_in(fn, seconds):
+    """Calls fn repeatedly for about `seconds`; returns how many calls that took."""
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        calls += 1
+    return calls
 
 
 # Idle worker threads keep spinning for a while after a call (OpenBLAS's for up to about
-# 0.1 s), taking a core from whichever library runs next; a pause between libraries lets
-# them go to sleep first.
+# 0.1 s), taking a core from whichever library runs next: a pause between libraries lets
+# them go to sleep first. Waking sleeping threads takes long on a virtual machine, so each
+# library then runs untimed for a while before its timed batch.
 SETTLE = 0.15
 
 
@@ -77,11 +80,13 @@ def best_times(fns, rounds, min_time):
     """Best seconds per call of each function, the functions taking turns each round."""
     counts = []
     for fn in fns:
-        counts.append(_calls_per_batch(fn, min_time))
+        fn()
+        counts.append(max(1, 4 * _calls_in(fn, min_time / 4)))
         time.sleep(SETTLE)
     best = [math.inf] * len(fns)
     for _ in range(rounds):
         for i, (fn, count) in enumerate(zip(fns, counts)):
+            _calls_in(fn, min_time / 4)
             t0 = time.perf_counter()
             for _ in range(count):
                 fn()
