@@ -102,15 +102,22 @@ def use_backend(name):
         _state.backend = previous
 
 
+_backend_modules = {}
+
+
 def backend_module():
-    """The module of kernels for the backend in force (same function names either way)."""
-    if get_backend() == "native":
-        from pynn import _native
+    """The module of kernels for the backend in force (same function names either way).
 
-        return _native
-    from pynn.backends import numpy as reference
-
-    return reference
+    Every op calls this, so the common case is two lookups and no import."""
+    name = _state.__dict__.get("backend") or _defaults["backend"] or get_backend()
+    module = _backend_modules.get(name)
+    if module is None:
+        if name == "native":
+            from pynn import _native as module
+        else:
+            from pynn.backends import numpy as module
+        _backend_modules[name] = module
+    return module
 
 
 def _check_threads(n):
