@@ -154,6 +154,19 @@ def rng():
     return _rng
 
 
+def generator(seed=None):
+    """A random generator: pynn's own for None (so manual_seed governs it), `seed` itself
+    if it is a numpy.random.Generator, else a new one seeded with the int `seed`."""
+    if seed is None:
+        return _rng
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
+                        f"not {type(seed).__name__}")
+    return np.random.default_rng(int(seed))
+
+
 def next_seed():
     """A fresh 64-bit seed drawn from pynn's generator, for counter-based kernels."""
     with _rng_lock:

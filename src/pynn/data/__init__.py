@@ -14,18 +14,6 @@ __all__ = ["Standardizer", "Normalizer", "standardize", "normalize", "train_test
            "BatchIterator", "GaussianNoise"]
 
 
-def _generator(seed):
-    """pynn's generator for None (so pynn.manual_seed governs it), else a private one."""
-    if seed is None:
-        return _config.rng()
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
-                        f"not {type(seed).__name__}")
-    return np.random.default_rng(int(seed))
-
-
 def _features(X, name="X"):
     """X as a float array of at least one dimension (samples first)."""
     try:
@@ -179,7 +167,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
         labels = np.asarray(stratify)
         if labels.shape != (n,):
             raise ValueError(f"stratify must have shape ({n},), got {labels.shape}")
-        gen = _generator(seed)
+        gen = _config.generator(seed)
         fraction = n_test / n
         test_idx, train_idx = [], []
         for cls in np.unique(labels):
@@ -190,7 +178,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
         test = gen.permutation(np.concatenate(test_idx))
         train = gen.permutation(np.concatenate(train_idx))
     elif shuffle:
-        order = _generator(seed).permutation(n)
+        order = _config.generator(seed).permutation(n)
         train, test = order[n_test:], order[:n_test]
     else:
         train, test = np.arange(n - n_test), np.arange(n - n_test, n)
@@ -225,7 +213,7 @@ class BatchIterator:
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.transform = transform
-        self._gen = _generator(seed) if shuffle else None
+        self._gen = _config.generator(seed) if shuffle else None
 
     def __len__(self):
         n = len(self.X)
@@ -267,7 +255,7 @@ class GaussianNoise:
             clip = (low, high)
         self.std = float(std)
         self.clip = clip
-        self._gen = _generator(seed)
+        self._gen = _config.generator(seed)
 
     def __call__(self, x):
         x = _features(x, "x")

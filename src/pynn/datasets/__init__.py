@@ -35,17 +35,6 @@ def load_digits(as_images=False):
     return X, y
 
 
-def _generator(seed):
-    if seed is None:
-        return _config.rng()
-    if isinstance(seed, np.random.Generator):
-        return seed
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be None, an int or a numpy.random.Generator, "
-                        f"not {type(seed).__name__}")
-    return np.random.default_rng(int(seed))
-
-
 def _check_args(n_samples, noise, n_classes=None):
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
         raise TypeError(f"n_samples must be an int, not {type(n_samples).__name__}")
@@ -81,7 +70,7 @@ def make_spirals(n_samples=1000, n_classes=2, noise=0.2, turns=1.5, seed=None):
         raise TypeError(f"turns must be a real number, not {type(turns).__name__}")
     if not (np.isfinite(turns) and turns > 0):
         raise ValueError(f"turns must be finite and positive, got {turns}")
-    gen = _generator(seed)
+    gen = _config.generator(seed)
     xs, ys = [], []
     for k, count in enumerate(_split_counts(n_samples, n_classes)):
         t = np.linspace(0.0, 1.0, count + 1)[1:]
@@ -103,7 +92,7 @@ def make_moons(n_samples=1000, noise=0.1, seed=None):
     `seed`: None (pynn's generator), an int or a Generator.
     """
     _check_args(n_samples, noise)
-    gen = _generator(seed)
+    gen = _config.generator(seed)
     n_upper, n_lower = _split_counts(n_samples, 2)
     a = np.linspace(0.0, np.pi, n_upper)
     b = np.linspace(0.0, np.pi, n_lower)
