@@ -4,9 +4,11 @@
  * Compiled once per ISA (a MULTI source): the loops are plain C over the branch-free
  * functions of vmath.h, which gcc and clang vectorise for whatever -m flags the file is
  * built with (16 floats a zmm register in the avx512 build). One loop per activation, so
- * that the choice of activation is made once per call, not per element. The dispatchers
- * at the end exist once, in the generic build. Every element is computed the same way
- * whatever the thread count, so results are bitwise identical at any `nthreads`.
+ * that the choice of activation is made once per call, not per element. The avx512 build
+ * hands the float loops of the smooth activations to eltwise_avx512.c, which computes
+ * these formulas with fewer instructions than gcc finds. The dispatchers at the end exist
+ * once, in the generic build. Every element is computed the same way whatever the thread
+ * count, so results are bitwise identical at any `nthreads`.
  *
  * Semantics follow PyTorch: relu(NaN) = NaN, relu'(0) = 0, leaky_relu'(0) = the slope,
  * relu' and leaky_relu' of NaN take the "not positive" branch of their comparison as
@@ -19,17 +21,19 @@
 #include "act.h"
 #include "isa.h"
 #include "vmath.h"
+#if PYNN_ISA_avx512
+#include "eltwise_avx512.h"
+#endif
 
 #include <float.h>
+#include <string.h>
 
-/* 2*sqrt(2/pi): the tanh-GELU's inner scale sqrt(2/pi), doubled for
- * 1 + tanh(w) = 2*sigmoid(2w). */
-#define GELU_TANH_2K 1.5957691216057308
-#define GELU_TANH_C 0.044715
-/* Derivatives with x clamped here equal the unclamped ones wherever those are finite
- * (their exponential factors have long underflowed) and give the limits 0 or 1 at +-inf
- * instead of inf * 0. */
-#define GRAD_CLAMP 1e4
+#if defined(__GNUC__)
+#define NOINLINE __attribute__((noinline))
+#else
+#define NOINLINE
+#endif
+
 
 /* x limited to [-limit, limit]; NaN stays NaN (both comparisons are false) */
 PYNN_INLINE float clamp_f32(float x, float limit)
@@ -158,10 +162,10 @@ PYNN_INLINE double gelu_tanh_grad_f64(double dy, double x)
     return dy * (s * (1.0 + x * sc * dw2));
 }
 
-/* ---- serial loops, one per activation (the per-ISA entry points) ----------------------- */
+/* ---- serial loops, one per activation ---------------------------------------------------- */
 /* x, y (n): y = act(x). y may be x. */
-void PYNN_ISA_FN(pynn_eltwise_forward_f32)(float *y, const float *x, int64_t n,
-                                           pynn_act act, float slope)
+static NOINLINE void forward_f32(float *y, const float *x, int64_t n, pynn_act act,
+                                 float slope)
 {
     int64_t i;
     switch (act) {
@@ -176,8 +180,8 @@ void PYNN_ISA_FN(pynn_eltwise_forward_f32)(float *y, const float *x, int64_t n,
     }
 }
 
-void PYNN_ISA_FN(pynn_eltwise_forward_f64)(double *y, const double *x, int64_t n,
-                                           pynn_act act, double slope)
+static NOINLINE void forward_f64(double *y, const double *x, int64_t n, pynn_act act,
+                                 double slope)
 {
     int64_t i;
     switch (act) {
@@ -193,8 +197,8 @@ void PYNN_ISA_FN(pynn_eltwise_forward_f64)(double *y, const double *x, int64_t n
 }
 
 /* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */
-void PYNN_ISA_FN(pynn_eltwise_backward_f32)(float *dx, const float *dy, const float *x,
-                                            int64_t n, pynn_act act, float slope)
+static NOINLINE void backward_f32(float *dx, const float *dy, const float *x, int64_t n,
+                                  pynn_act act, float slope)
 {
     int64_t i;
     switch (act) {
@@ -213,8 +217,8 @@ void PYNN_ISA_FN(pynn_eltwise_backward_f32)(float *dx, const float *dy, const fl
     }
 }
 
-void PYNN_ISA_FN(pynn_eltwise_backward_f64)(double *dx, const double *dy, const double *x,
-                                            int64_t n, pynn_act act, double slope)
+static NOINLINE void backward_f64(double *dx, const double *dy, const double *x, int64_t n,
+                                  pynn_act act, double slope)
 {
     int64_t i;
     switch (act) {
@@ -230,6 +234,78 @@ void PYNN_ISA_FN(pynn_eltwise_backward_f64)(double *dx, const double *dy, const 
     case PYNN_ACT_GELU_TANH:
         for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_f64(dy[i], x[i]);
         break;
+    }
+}
+
+/* ---- the per-ISA entry points ---------------------------------------------------------------
+ * gcc ends a vectorised loop with a scalar loop over the last few elements, and where the
+ * C has a select (x < 0 ? d : 1 - d) it may contract a*b + c into an FMA there but not in
+ * the vector body, which computes both sides. So that an element's result does not depend
+ * on where it falls, the loops above run over a multiple of TAIL elements (64 bytes, a
+ * multiple of every vector width here) and the rest goes through a zero-padded copy. */
+#define TAIL(type) (64 / (int64_t)sizeof(type))
+
+/* x, y (n): y = act(x). y may be x. */
+void PYNN_ISA_FN(pynn_eltwise_forward_f32)(float *y, const float *x, int64_t n,
+                                           pynn_act act, float slope)
+{
+#if PYNN_ISA_avx512
+    if (pynn_eltwise_zmm_forward_f32(y, x, n, act))
+        return;
+#endif
+    const int64_t body = n - n % TAIL(float);
+    forward_f32(y, x, body, act, slope);
+    if (body < n) {
+        float xt[TAIL(float)] = {0}, yt[TAIL(float)];
+        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
+        forward_f32(yt, xt, TAIL(float), act, slope);
+        memcpy(y + body, yt, (size_t)(n - body) * sizeof *y);
+    }
+}
+
+void PYNN_ISA_FN(pynn_eltwise_forward_f64)(double *y, const double *x, int64_t n,
+                                           pynn_act act, double slope)
+{
+    const int64_t body = n - n % TAIL(double);
+    forward_f64(y, x, body, act, slope);
+    if (body < n) {
+        double xt[TAIL(double)] = {0}, yt[TAIL(double)];
+        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
+        forward_f64(yt, xt, TAIL(double), act, slope);
+        memcpy(y + body, yt, (size_t)(n - body) * sizeof *y);
+    }
+}
+
+/* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */
+void PYNN_ISA_FN(pynn_eltwise_backward_f32)(float *dx, const float *dy, const float *x,
+                                            int64_t n, pynn_act act, float slope)
+{
+#if PYNN_ISA_avx512
+    if (pynn_eltwise_zmm_backward_f32(dx, dy, x, n, act))
+        return;
+#endif
+    const int64_t body = n - n % TAIL(float);
+    backward_f32(dx, dy, x, body, act, slope);
+    if (body < n) {
+        float dyt[TAIL(float)] = {0}, xt[TAIL(float)] = {0}, dxt[TAIL(float)];
+        memcpy(dyt, dy + body, (size_t)(n - body) * sizeof *dy);
+        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
+        backward_f32(dxt, dyt, xt, TAIL(float), act, slope);
+        memcpy(dx + body, dxt, (size_t)(n - body) * sizeof *dx);
+    }
+}
+
+void PYNN_ISA_FN(pynn_eltwise_backward_f64)(double *dx, const double *dy, const double *x,
+                                            int64_t n, pynn_act act, double slope)
+{
+    const int64_t body = n - n % TAIL(double);
+    backward_f64(dx, dy, x, body, act, slope);
+    if (body < n) {
+        double dyt[TAIL(double)] = {0}, xt[TAIL(double)] = {0}, dxt[TAIL(double)];
+        memcpy(dyt, dy + body, (size_t)(n - body) * sizeof *dy);
+        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
+        backward_f64(dxt, dyt, xt, TAIL(double), act, slope);
+        memcpy(dx + body, dxt, (size_t)(n - body) * sizeof *dx);
     }
 }
 

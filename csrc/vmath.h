@@ -11,16 +11,16 @@
  * function: clamps are written as comparisons that are false for NaN.
  *
  * Accuracy, the largest error measured against mpmath and extended-precision references
- * over the whole range, in ulp of the true result (tests/kernels/test_eltwise.py checks
- * the activations' bounds through the kernels):
+ * over the whole range (for float: every input), in ulp of the true result
+ * (tests/kernels/test_eltwise.py checks the activations' bounds through the kernels):
  *   vm_exp_f32, vm_exp_f64        1 ulp    Cody-Waite reduction; cephes expf polynomial,
  *                                          Taylor polynomial to r^13 for double
  *   vm_log_f32, vm_log_f64        1 ulp    cephes logf polynomial; fdlibm's
  *                                          s = f/(2+f) reduction for double
  *   vm_sigmoid_*, vm_sigmoid2_*   2.5 ulp  from exp(-|x|): never overflows, exact tails
- *   vm_tanh_*                     1.5 ulp  odd polynomial/rational below 0.625 (keeps
- *                                          relative accuracy for tiny x), (1-e)/(1+e),
- *                                          e = exp(-2|x|), above
+ *   vm_tanh_f32                   2 ulp    (1-e)/(1+e), e = exp(-2|x|), from expm1 terms
+ *                                          that keep relative accuracy for tiny x
+ *   vm_tanh_f64                   1.5 ulp  odd rational below 0.625, (1-e)/(1+e) above
  *   vm_gelu_*, vm_gelu_grad_*     see the GELU section
  * Subnormal results are accurate to a few units of the smallest subnormal.
  */
@@ -102,30 +102,9 @@ PYNN_INLINE double vm_exp_f64(double x)
 }
 
 /* exp(x) for x <= 0 where only results above the smallest normal matter: x is clamped
- * to -87 (-708), so 2^k stays normal and is added to the exponent bits in one step.
- * Half the integer work of vm_exp, for callers such as tanh, to whom every e below
- * 1e-30 is the same as 0. */
-PYNN_INLINE float vm_exp_nonpos_f32(float x)
-{
-    const float magic = 0x1.8p23f;
-    const float xc = x < -87.0f ? -87.0f : x;
-    const float kf = xc * 1.44269504088896341f + magic;
-    const float k = kf - magic;
-    const uint32_t ku = vm_bits_f32(kf) - vm_bits_f32(magic);
-    float r = xc - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    const float r2 = r * r;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r2 + r + 1.0f;
-    const float e = vm_from_bits_f32(vm_bits_f32(p) + (ku << 23));
-    return x != x ? x : e; /* a NaN's payload could otherwise alter the exponent */
-}
-
+ * to -708, so 2^k stays normal and is added to the exponent bits in one step. Half the
+ * integer work of vm_exp, for callers such as tanh, to whom every e below 1e-300 is the
+ * same as 0. */
 PYNN_INLINE double vm_exp_nonpos_f64(double x)
 {
     const double magic = 0x1.8p52;
@@ -232,24 +211,37 @@ PYNN_INLINE double vm_sigmoid_f64(double x)
 }
 
 /* ---- tanh -------------------------------------------------------------------------------
- * |x| >= 0.625: tanh|x| = (1-e)/(1+e), e = exp(-2|x|) <= 0.29, so 1-e does not cancel and
- * large |x| gives exactly +-1. Below 0.625 an odd approximation x + x^3 P(x^2) (cephes)
- * keeps relative accuracy down to the smallest x. Both are computed and one is chosen.
+ * float: tanh|x| = (1 - e)/(1 + e), e = exp(2h), h = -|x|, with the factor 2 folded into
+ * the reduction: 2h = k ln2 + 2r, |r| <= ln2/4, e = 2^k (1 + p), p/2 = (e^2r - 1)/2 =
+ * r + r^2 q(r) (minimax, relative error 2e-8). The numerator and the denominator are
+ * each rounded once from exact terms (1 -+ 2^k and the product 2^(k+1) p/2 are exact), so
+ * 1 - e keeps full relative accuracy as x -> 0: for tiny x, p/2 = r = h and the quotient
+ * is |x| itself, with no separate small-|x| form to select (a select costs both forms in a
+ * vector loop). Beyond |x| = 20 the result rounds to 1; the clamp keeps -inf out of the
+ * reduction.
+ * double: below 0.625 an odd rational x + x^3 P(x^2)/Q(x^2) (cephes), (1-e)/(1+e) above.
  */
 PYNN_INLINE float vm_tanh_f32(float x)
 {
-    const float ax = __builtin_fabsf(x);
-    const float e = vm_exp_nonpos_f32(-2.0f * ax);
-    const float big = (1.0f - e) / (1.0f + e);
-    const float z = x * x;
-    float p = -5.70498872745e-3f;
-    p = p * z + 2.06390887954e-2f;
-    p = p * z - 5.37397155531e-2f;
-    p = p * z + 1.33314422036e-1f;
-    p = p * z - 3.33332819422e-1f;
-    const float small = p * z * ax + ax;
-    /* both forms on |x|, then x's sign: keeps tanh(-0) = -0 */
-    return __builtin_copysignf(ax < 0.625f ? small : big, x);
+    const float magic = 0x1.8p23f;
+    float h = -__builtin_fabsf(x);
+    h = h < -20.0f ? -20.0f : h;
+    const float kf = h * 2.88539008177792682f + magic; /* 2 log2(e) */
+    const float k = kf - magic;
+    const uint32_t ku = vm_bits_f32(kf) - vm_bits_f32(magic);
+    float r = h - k * 0.3466796875f;  /* ln2/2 in two parts */
+    r = r - k * -1.0609722085e-4f;
+    float q = 4.4424030930e-2f;
+    q = q * r + 1.3386529684e-1f;
+    q = q * r + 3.3333760500e-1f;
+    q = q * r + 6.6666173935e-1f;
+    q = q * r + 9.9999994040e-1f;
+    const float ph = q * (r * r) + r;
+    const float s2 = vm_from_bits_f32((ku + 128u) << 23); /* 2^(k+1), k >= -58 */
+    const float num = (1.0f - 0.5f * s2) - s2 * ph;
+    const float den = (1.0f + 0.5f * s2) + s2 * ph;
+    /* the quotient for |x|, then x's sign: keeps tanh(-0) = -0 */
+    return __builtin_copysignf(num / den, x);
 }
 
 PYNN_INLINE double vm_tanh_f64(double x)
@@ -301,9 +293,10 @@ PYNN_INLINE double vm_sigmoid2_f64(double x, double *one_minus)
  * factors before its final power of two, so that a subnormal result is rounded once.
  * Beyond z = 16 (float) or 40 (double) everything that uses T underflows; z is clamped
  * there, which also gives the limits gelu(-inf) = 0, gelu(inf) = inf, gelu'(+-inf) = 1, 0.
- * Measured error of gelu: float <= 5.5 ulp without FMA, 4.7 with (the rounding of t,
- * amplified about twofold through R, dominates), double <= 4 ulp; of gelu' a few ulp
- * plus eps * (1 + |x|) where its terms cancel near its zero at x = -0.75.
+ * Measured error of gelu: float <= 5.8 ulp over every input, with FMA or without (the
+ * rounding of t, amplified about twofold through R, dominates; the largest errors are
+ * near x = -5), double <= 4 ulp; of gelu' a few ulp plus eps * (1 + |x|) where its terms
+ * cancel near its zero at x = -0.75.
  */
 
 /* m * exp(a + b) for a + b in [-800, 0], a exactly representable after the Cody-Waite

@@ -1,12 +1,15 @@
 /* GEMM driver: C = act(alpha * op(A) op(B) + beta * C + bias), BLIS-style, portable.
  *
  * Loops, from the outside in, over the block of C a thread owns:
- *   jc  NC columns of B          \  B[pc:pc+kb, jc:jc+NC] as NR-wide micro-panels (L2)
- *   pc  a k block of kb <= KC    /
- *   e   batch entries             (a B shared by the batch is packed once)
- *   ic  MC rows of A              -- A[ic:ic+MC, pc:pc+kb] as MR-high micro-panels
+ *   e   batch entries
+ *   pc  a k block of kb <= KC
+ *   ic  MC rows of A              -- A[ic:ic+MC, pc:pc+kb] as MR-high micro-panels (L3)
+ *   jc  NC columns of B           -- B[pc:pc+kb, jc:jc+NC] as NR-wide micro-panels (L2)
  *   ir  MR rows (macro-kernel)    -- the A micro-panel sits in L1 ...
  *   jr  NR columns                -- ... while B micro-panels stream past it from L2
+ * MC is large, so that A is normally packed once per k block and B once per k block and
+ * column block: each operand is packed once in all. (With jc outside ic, as in BLIS, A
+ * would be packed again for every NC columns, which costs a few percent at 1024^3.)
  * Transposes only change which packing routine runs. An operand that is cheaper to read
  * in place (a row-major A meeting few B panels, a row-major B meeting few A panels) is
  * not packed; its partial edge panel is then packed on its own, so that the micro-kernel
@@ -20,7 +23,10 @@
  * swapping, nor which rows share a tile changes a bit of the result.
  *
  * Threads own disjoint blocks of C (whole batch entries, or a grid of rows x columns) and
- * pack what they read themselves: no barriers, no shared writes.
+ * pack what they read themselves: no barriers, no shared writes. (Sharing packed panels
+ * between the threads saves packing but not time here: a panel packed by the other core
+ * comes from its L2 about as slowly as a thread packs it from the source, and the barrier
+ * before it can be read makes a small product slower.)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +217,13 @@ static void macro_kernel(const gemm_problem *pb, const gemm_panels *A, const gem
         finish_rows(pb, e, jc, jc + nb, ic, ic + mb);
 }
 
+/* Equal blocks of at most `most` (a multiple of `unit`) covering `size`. */
+static int64_t block_size(int64_t size, int64_t most, int unit)
+{
+    const int64_t blocks = (size + most - 1) / most;
+    return round_up((size + blocks - 1) / blocks, unit);
+}
+
 /* Packing buffers this small live on the stack: a product of small matrices takes a few
  * microseconds, of which a heap allocation and free would be a tenth. */
 #define GEMM_STACK_SCRATCH 49152
@@ -224,8 +237,8 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
     const gemm_arch *ar = pb->ar;
     const size_t es = ar->elsize;
     const int64_t kc = pb->kc > 0 ? pb->kc : 1;
-    const int64_t mc = min64(ar->mc, round_up(m1 - m0, ar->mr));
-    const int64_t nc = min64(ar->nc, round_up(n1 - n0, ar->nr));
+    const int64_t mc = block_size(m1 - m0, ar->mc, ar->mr);
+    const int64_t nc = block_size(n1 - n0, ar->nc, ar->nr);
     const int64_t arows = pb->direct_a ? ar->mr : mc, bcols = pb->direct_b ? ar->nr : nc;
     const size_t abytes = (size_t)round_up(arows * kc * (int64_t)es, 64);
     const size_t bytes = abytes + (size_t)(bcols * kc) * es;
@@ -237,19 +250,17 @@ static pynn_status gemm_block(const gemm_problem *pb, int64_t e0, int64_t e1, in
         abuf = heap;
     }
     char *bbuf = abuf + abytes;
-    for (int64_t jc = n0; jc < n1; jc += nc) {
-        const int64_t nb = min64(nc, n1 - jc);
+    for (int64_t e = e0; e < e1; e++) {
         int64_t pc = 0;
         do {
             const int64_t kb = min64(pb->kc, pb->k - pc);
             const int first = pc == 0, last = pc + kb >= pb->k;
-            gemm_panels B = {0};
-            for (int64_t e = e0; e < e1; e++) {
-                if (e == e0 || pb->stride_b != 0)
-                    B = panels_b(pb, bbuf, e, jc, nb, pc, kb);
-                for (int64_t ic = m0; ic < m1; ic += mc) {
-                    const int64_t mb = min64(mc, m1 - ic);
-                    const gemm_panels A = panels_a(pb, abuf, e, ic, mb, pc, kb);
+            for (int64_t ic = m0; ic < m1; ic += mc) {
+                const int64_t mb = min64(mc, m1 - ic);
+                const gemm_panels A = panels_a(pb, abuf, e, ic, mb, pc, kb);
+                for (int64_t jc = n0; jc < n1; jc += nc) {
+                    const int64_t nb = min64(nc, n1 - jc);
+                    const gemm_panels B = panels_b(pb, bbuf, e, jc, nb, pc, kb);
                     macro_kernel(pb, &A, &B, e, ic, mb, jc, nb, kb, first, last);
                 }
             }

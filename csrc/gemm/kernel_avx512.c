@@ -9,6 +9,9 @@
  * step from L2 than 8x48) and fits the common widths (multiples of 32) without an edge.
  * dgemm 12x16 is the same in doubles.
  *
+ * The k loop of full tiles, where nearly all the time of a large product goes, is written
+ * in assembly (gemm_asm_*); edge tiles and short loops use the intrinsic one.
+ *
  * Edges: C is read and written through masks, so a partial tile costs no scalar loop, and
  * an edge tile runs a loop over only the rows (12, 8 or 4) and vectors (2 or 1) it needs.
  * Every variant performs the same per-element chain of FMAs, so which one runs never
@@ -32,7 +35,8 @@ PYNN_INLINE __mmask8 mask8(int n)
 
 /* The C tile is fetched in two steps: into L2 when the k loop starts (a prefetch into
  * L1 then would be evicted by the B panel streaming through L1 before the epilogue),
- * and into L1 this many steps before the loop ends. */
+ * and into L1 this many steps before the loop ends. A loop of fewer than twice as many
+ * steps reads C too soon for a prefetch to help. */
 #define PREFETCH_C_STEPS 32
 
 PYNN_INLINE void prefetch_c_l2(const char *c, int64_t ldc_bytes, int m, int64_t row_bytes)
@@ -49,6 +53,125 @@ PYNN_INLINE void prefetch_c_l1(const char *c, int64_t ldc_bytes, int m, int64_t 
         _mm_prefetch(c + i * ldc_bytes, _MM_HINT_T0);
         _mm_prefetch(c + i * ldc_bytes + row_bytes - 1, _MM_HINT_T0);
     }
+}
+
+/* ---- the k loop of a full tile, in assembly ---------------------------------------------
+ *
+ * The intrinsic loop (*_steps below) increments its pointers every step of k, and those
+ * integer uops compete with the FMAs for ports 0 and 5: it runs at about 85% of the FMA
+ * peak with its data in L1. Unrolled by 4 in C, it makes GCC spill accumulators. This is
+ * that loop unrolled by 4 with fixed registers: zmm0-23 the accumulators (tile row i in
+ * zmm 2i and 2i+1), zmm24-25 the step's two vectors of B, zmm26-31 the broadcasts of A;
+ * it reaches about 95%. Each accumulator is the same chain of FMAs, in the same order, as
+ * in the intrinsic loop, so both give the same bits. The sums are stored to acc[12][2]
+ * for the intrinsic epilogue; below GEMM_ASM_MIN_STEPS steps that round trip through
+ * memory costs more than the unrolling saves.
+ *
+ * Row i of A is read at q[i / 4] + (i % 4) rs_a, as in the intrinsic loop; a step moves
+ * along the rows by cs_a elements, 1 (A read in place) or 12 (a packed panel), which the
+ * addresses carry as constants: `d1`..`d4` are 1..4 steps in bytes. `x` and `s` are the
+ * instruction suffixes of the element type (ps and ss, or pd and sd). */
+#define GEMM_ASM_MIN_STEPS 32
+
+/* zmm r = A(i, p + u) for i = 4 q + j, at byte offset d (u steps) from row i */
+#define GEMM_BCAST(s, d, q, j, r) "vbroadcast" s " " d GEMM_ROW_##j(q) ", %%zmm" #r "\n\t"
+#define GEMM_ROW_0(q) "(%[a" #q "])"
+#define GEMM_ROW_1(q) "(%[a" #q "],%[rsa])"
+#define GEMM_ROW_2(q) "(%[a" #q "],%[rsa],2)"
+#define GEMM_ROW_3(q) "(%[a" #q "],%[rsa3])"
+#define GEMM_FMA2(x, r, c0, c1)                             \
+    "vfmadd231" x " %%zmm24, %%zmm" #r ", %%zmm" #c0 "\n\t" \
+    "vfmadd231" x " %%zmm25, %%zmm" #r ", %%zmm" #c1 "\n\t"
+/* One step: the row of B at address `brow`, A at `d` bytes into the rows. */
+#define GEMM_STEP(x, s, brow, d)                                                          \
+    "vmovups " brow ", %%zmm24\n\t"                                                       \
+    "vmovups 64" brow ", %%zmm25\n\t"                                                     \
+    GEMM_BCAST(s, d, 0, 0, 26) GEMM_BCAST(s, d, 0, 1, 27)                                 \
+    GEMM_FMA2(x, 26, 0, 1) GEMM_FMA2(x, 27, 2, 3)                                         \
+    GEMM_BCAST(s, d, 0, 2, 28) GEMM_BCAST(s, d, 0, 3, 29)                                 \
+    GEMM_FMA2(x, 28, 4, 5) GEMM_FMA2(x, 29, 6, 7)                                         \
+    GEMM_BCAST(s, d, 1, 0, 30) GEMM_BCAST(s, d, 1, 1, 31)                                 \
+    GEMM_FMA2(x, 30, 8, 9) GEMM_FMA2(x, 31, 10, 11)                                       \
+    GEMM_BCAST(s, d, 1, 2, 26) GEMM_BCAST(s, d, 1, 3, 27)                                 \
+    GEMM_FMA2(x, 26, 12, 13) GEMM_FMA2(x, 27, 14, 15)                                     \
+    GEMM_BCAST(s, d, 2, 0, 28) GEMM_BCAST(s, d, 2, 1, 29)                                 \
+    GEMM_FMA2(x, 28, 16, 17) GEMM_FMA2(x, 29, 18, 19)                                     \
+    GEMM_BCAST(s, d, 2, 2, 30) GEMM_BCAST(s, d, 2, 3, 31)                                 \
+    GEMM_FMA2(x, 30, 20, 21) GEMM_FMA2(x, 31, 22, 23)
+#define GEMM_ZERO4(a, b, c, d)                                                            \
+    "vmovaps %%zmm0, %%zmm" #a "\n\t" "vmovaps %%zmm0, %%zmm" #b "\n\t"                 \
+    "vmovaps %%zmm0, %%zmm" #c "\n\t" "vmovaps %%zmm0, %%zmm" #d "\n\t"
+#define GEMM_SAVE4(a, b, c, d)                                                            \
+    "vmovups %%zmm" #a ", 64*" #a "(%[acc])\n\t" "vmovups %%zmm" #b ", 64*" #b "(%[acc])\n\t" \
+    "vmovups %%zmm" #c ", 64*" #c "(%[acc])\n\t" "vmovups %%zmm" #d ", 64*" #d "(%[acc])\n\t"
+/* The loop: `quads` times 4 steps, then `rest` single steps. */
+#define GEMM_LOOP(x, s, d1, d2, d3, d4)                                                   \
+    "vxorps %%xmm0, %%xmm0, %%xmm0\n\t"                                                   \
+    "vmovaps %%zmm0, %%zmm1\n\t" "vmovaps %%zmm0, %%zmm2\n\t" "vmovaps %%zmm0, %%zmm3\n\t" \
+    GEMM_ZERO4(4, 5, 6, 7) GEMM_ZERO4(8, 9, 10, 11) GEMM_ZERO4(12, 13, 14, 15)            \
+    GEMM_ZERO4(16, 17, 18, 19) GEMM_ZERO4(20, 21, 22, 23)                                 \
+    "test %[quads], %[quads]\n\t"                                                         \
+    "jz 2f\n\t"                                                                           \
+    ".p2align 5\n"                                                                        \
+    "1:\n\t"                                                                              \
+    GEMM_STEP(x, s, "(%[b])", "")                                                         \
+    GEMM_STEP(x, s, "(%[b],%[rsb])", d1)                                                  \
+    GEMM_STEP(x, s, "(%[b],%[rsb],2)", d2)                                                \
+    GEMM_STEP(x, s, "(%[b],%[rsb3])", d3)                                                 \
+    "lea (%[b],%[rsb],4), %[b]\n\t"                                                       \
+    "add $" d4 ", %[a0]\n\t"                                                              \
+    "add $" d4 ", %[a1]\n\t"                                                              \
+    "add $" d4 ", %[a2]\n\t"                                                              \
+    "dec %[quads]\n\t"                                                                    \
+    "jnz 1b\n"                                                                            \
+    "2:\n\t"                                                                              \
+    "test %[rest], %[rest]\n\t"                                                           \
+    "jz 4f\n"                                                                             \
+    "3:\n\t"                                                                              \
+    GEMM_STEP(x, s, "(%[b])", "")                                                         \
+    "add %[rsb], %[b]\n\t"                                                                \
+    "add $" d1 ", %[a0]\n\t"                                                              \
+    "add $" d1 ", %[a1]\n\t"                                                              \
+    "add $" d1 ", %[a2]\n\t"                                                              \
+    "dec %[rest]\n\t"                                                                     \
+    "jnz 3b\n"                                                                            \
+    "4:\n\t"                                                                              \
+    GEMM_SAVE4(0, 1, 2, 3) GEMM_SAVE4(4, 5, 6, 7) GEMM_SAVE4(8, 9, 10, 11)                \
+    GEMM_SAVE4(12, 13, 14, 15) GEMM_SAVE4(16, 17, 18, 19) GEMM_SAVE4(20, 21, 22, 23)
+#define GEMM_OPERANDS                                                                     \
+    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [b] "+r"(b), [quads] "+r"(quads),      \
+      [rest] "+r"(rest)                                                                   \
+    : [rsa] "r"(rsa), [rsa3] "r"(3 * rsa), [rsb] "r"(rsb), [rsb3] "r"(3 * rsb),           \
+      [acc] "r"(acc)                                                                      \
+    : "cc", "memory", "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7",   \
+      "xmm8", "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",     \
+      "xmm17", "xmm18", "xmm19", "xmm20", "xmm21", "xmm22", "xmm23", "xmm24", "xmm25",   \
+      "xmm26", "xmm27", "xmm28", "xmm29", "xmm30", "xmm31"
+
+/* acc[i][v] = sum over p < k of A(i, p) * B(p, 16v..16v+15); cs_a is 1 or 12. */
+PYNN_INLINE void gemm_asm_f32(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
+                              const float *b, int64_t rs_b, __m512 acc[12][2])
+{
+    const float *a0 = a, *a1 = a + 4 * rs_a, *a2 = a + 8 * rs_a;
+    const int64_t rsa = rs_a * (int64_t)sizeof(float), rsb = rs_b * (int64_t)sizeof(float);
+    int64_t quads = k / 4, rest = k % 4;
+    if (cs_a == 1)
+        __asm__ volatile(GEMM_LOOP("ps", "ss", "4", "8", "12", "16") GEMM_OPERANDS);
+    else
+        __asm__ volatile(GEMM_LOOP("ps", "ss", "48", "96", "144", "192") GEMM_OPERANDS);
+}
+
+/* acc[i][v] = sum over p < k of A(i, p) * B(p, 8v..8v+7); cs_a is 1 or 12. */
+PYNN_INLINE void gemm_asm_f64(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
+                              const double *b, int64_t rs_b, __m512d acc[12][2])
+{
+    const double *a0 = a, *a1 = a + 4 * rs_a, *a2 = a + 8 * rs_a;
+    const int64_t rsa = rs_a * (int64_t)sizeof(double), rsb = rs_b * (int64_t)sizeof(double);
+    int64_t quads = k / 4, rest = k % 4;
+    if (cs_a == 1)
+        __asm__ volatile(GEMM_LOOP("pd", "sd", "8", "16", "24", "32") GEMM_OPERANDS);
+    else
+        __asm__ volatile(GEMM_LOOP("pd", "sd", "96", "192", "288", "384") GEMM_OPERANDS);
 }
 
 /* r[i] holds row i of a 16 x 16 block; afterwards r[j] holds column j. */
@@ -206,12 +329,15 @@ PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_
     __m512 acc[12][2];
     _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
-    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-    prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
-    sgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    prefetch_c_l1((const char *)c, ldc * 4, c_rows, c_cols * 4);
-    sgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
+        sgemm_steps(k - PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+        prefetch_c_l1((const char *)c, ldc * 4, c_rows, c_cols * 4);
+        sgemm_steps(PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    } else {
+        sgemm_steps(k, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    }
     if (ep->transpose)
         sgemm_store_t(c, ldc, m, n, acc, R, V, ep);
     else
@@ -241,13 +367,30 @@ PYNN_INLINE void sgemm_edge(int64_t k, const float *a, int64_t rs_a, int64_t cs_
     }
 }
 
+/* A tile with more than 8 rows and 16 columns, A packed or read in place (cs_a 12 or 1). */
+static void sgemm_tile_asm(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
+                           int64_t rs_b, float *c, int64_t ldc, int m, int n,
+                           const gemm_epilogue *ep)
+{
+    __m512 acc[12][2];
+    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+    prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
+    gemm_asm_f32(k, a, rs_a, cs_a, b, rs_b, acc);
+    if (ep->transpose)
+        sgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
+    else
+        sgemm_store(c, ldc, m, n, acc, 12, 2, ep);
+}
+
 void sgemm_avx512_12x32(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
                         int64_t rs_b, void *c_, int64_t ldc, int m, int n,
                         const gemm_epilogue *ep)
 {
     const float *a = (const float *)a_, *b = (const float *)b_;
     float *c = (float *)c_;
-    if (rs_a == 1)
+    if (m > 8 && n > 16 && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
+        sgemm_tile_asm(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else if (rs_a == 1)
         sgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
     else
         sgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
@@ -361,12 +504,15 @@ PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs
     __m512d acc[12][2];
     _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
         acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-    const int64_t late = k < PREFETCH_C_STEPS ? k : PREFETCH_C_STEPS;
-    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-    prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
-    dgemm_steps(k - late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    prefetch_c_l1((const char *)c, ldc * 8, c_rows, c_cols * 8);
-    dgemm_steps(late, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
+        dgemm_steps(k - PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+        prefetch_c_l1((const char *)c, ldc * 8, c_rows, c_cols * 8);
+        dgemm_steps(PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    } else {
+        dgemm_steps(k, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    }
     if (ep->transpose)
         dgemm_store_t(c, ldc, m, n, acc, R, V, ep);
     else
@@ -396,13 +542,30 @@ PYNN_INLINE void dgemm_edge(int64_t k, const double *a, int64_t rs_a, int64_t cs
     }
 }
 
+/* A tile with more than 8 rows and 8 columns, A packed or read in place (cs_a 12 or 1). */
+static void dgemm_tile_asm(int64_t k, const double *a, int64_t rs_a, int64_t cs_a, const double *b,
+                           int64_t rs_b, double *c, int64_t ldc, int m, int n,
+                           const gemm_epilogue *ep)
+{
+    __m512d acc[12][2];
+    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+    prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
+    gemm_asm_f64(k, a, rs_a, cs_a, b, rs_b, acc);
+    if (ep->transpose)
+        dgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
+    else
+        dgemm_store(c, ldc, m, n, acc, 12, 2, ep);
+}
+
 void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
                         int64_t rs_b, void *c_, int64_t ldc, int m, int n,
                         const gemm_epilogue *ep)
 {
     const double *a = (const double *)a_, *b = (const double *)b_;
     double *c = (double *)c_;
-    if (rs_a == 1)
+    if (m > 8 && n > 8 && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
+        dgemm_tile_asm(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else if (rs_a == 1)
         dgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
     else
         dgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
@@ -467,18 +630,17 @@ void gemm_pack_trans_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_
 }
 
 /* pack_copy of kernel.h: each k-row of the panel is a masked load of the mn present
- * values (the rest read as zero) and a store of the full width. */
+ * values (the rest read as zero) and a store of the full width, the k-rows in order so
+ * that the source is read a row segment at a time. */
 void gemm_pack_copy_f32_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
                                int w)
 {
     float *dst = (float *)dst_;
     const float *src = (const float *)src_;
-    for (int x0 = 0; x0 < w; x0 += 16) {
-        const __mmask16 load = mask16((int)(mn - x0)), store = mask16(w - x0);
-        for (int64_t p = 0; p < k; p++)
-            _mm512_mask_storeu_ps(dst + p * w + x0, store,
-                                  _mm512_maskz_loadu_ps(load, src + p * ld + x0));
-    }
+    for (int64_t p = 0; p < k; p++)
+        for (int x0 = 0; x0 < w; x0 += 16)
+            _mm512_mask_storeu_ps(dst + p * w + x0, mask16(w - x0),
+                                  _mm512_maskz_loadu_ps(mask16((int)(mn - x0)), src + p * ld + x0));
 }
 
 void gemm_pack_copy_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k,
@@ -486,10 +648,8 @@ void gemm_pack_copy_f64_avx512(void *dst_, const void *src_, int64_t ld, int64_t
 {
     double *dst = (double *)dst_;
     const double *src = (const double *)src_;
-    for (int x0 = 0; x0 < w; x0 += 8) {
-        const __mmask8 load = mask8((int)(mn - x0)), store = mask8(w - x0);
-        for (int64_t p = 0; p < k; p++)
-            _mm512_mask_storeu_pd(dst + p * w + x0, store,
-                                  _mm512_maskz_loadu_pd(load, src + p * ld + x0));
-    }
+    for (int64_t p = 0; p < k; p++)
+        for (int x0 = 0; x0 < w; x0 += 8)
+            _mm512_mask_storeu_pd(dst + p * w + x0, mask8(w - x0),
+                                  _mm512_maskz_loadu_pd(mask8((int)(mn - x0)), src + p * ld + x0));
 }

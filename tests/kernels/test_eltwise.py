@@ -107,7 +107,8 @@ def kernel_tolerance(name, x, dy, dtype, backward_pass):
 @native
 def test_native_signatures_match_reference():
     for name in reference.__all__:
-        assert inspect.signature(getattr(_native, name)) == inspect.signature(getattr(reference, name))
+        native_fn, reference_fn = getattr(_native, name), getattr(reference, name)
+        assert inspect.signature(native_fn) == inspect.signature(reference_fn)
 
 
 @native
@@ -289,6 +290,22 @@ def test_identical_at_one_and_two_threads(dtype, name, rng):
                         run("native", backward, name, dy, x)))
     for a, b in zip(*results):
         assert a.tobytes() == b.tobytes()
+
+
+@native
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_element_does_not_depend_on_length_or_offset(isa, dtype, name, rng):
+    """An element goes through the same arithmetic wherever it falls: in a full vector or
+    in the last, partial one, at any alignment of the array."""
+    x = (rng.standard_normal(100) * 5).astype(dtype)
+    dy = rng.standard_normal(x.size).astype(dtype)
+    y = run("native", forward, name, x)
+    dx = run("native", ops.activation_backward, dy, x, name, negative_slope=SLOPE)
+    for lo, hi in ((0, 1), (0, 15), (0, 17), (1, 34), (3, 100), (17, 31), (99, 100)):
+        assert run("native", forward, name, x[lo:hi]).tobytes() == y[lo:hi].tobytes()
+        part = run("native", ops.activation_backward, dy[lo:hi], x[lo:hi], name,
+                   negative_slope=SLOPE)
+        assert part.tobytes() == dx[lo:hi].tobytes()
 
 
 @pytest.mark.parametrize("backend", ["native", "numpy"])

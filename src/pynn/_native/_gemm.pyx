@@ -6,9 +6,10 @@ Same names and signatures as pynn.backends.numpy.gemm, which documents them. A m
 a 2-D array whose rows are contiguous (unit stride in the last dimension); its row stride
 is the leading dimension handed to C.
 
-Arrays are read through the buffer protocol directly rather than typed memoryviews: a
-product of small matrices takes a few microseconds, and fused-type dispatch plus a
-memoryview per operand would add more than one to every call.
+Arrays are read through the buffer protocol directly, into structs on the stack, rather
+than typed memoryviews or an object per array: a product of small matrices takes a few
+microseconds, and fused-type dispatch plus a memoryview per operand would add more than
+one to every call.
 """
 from cpython.buffer cimport (PyBUF_RECORDS, PyBUF_RECORDS_RO, PyBuffer_Release,
                              PyObject_GetBuffer)
@@ -47,103 +48,134 @@ cdef extern from "pynn/pynn.h" nogil:
 
 cdef enum:
     ACT_COUNT = 8
+    MAX_OPERANDS = 5
 
 
-cdef class Array:
-    """An array's buffer, held while a kernel runs, seen as a stack of matrices: `count`
-    matrices (rows, cols) `stride` elements apart, rows `ld` elements apart and contiguous.
-    A 1-D array is one row; a 2-D array one matrix."""
-    cdef Py_buffer view
-    cdef bint held
-    cdef char kind                   # b'f' (float32) or b'd' (float64)
-    cdef char *data
-    cdef Py_ssize_t count, rows, cols
-    cdef int64_t stride, ld
-
-    def __cinit__(self, obj, str name, bint writable, int ndim):
-        PyObject_GetBuffer(obj, &self.view, PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
-        self.held = True
-        v = &self.view
-        fmt = v.format
-        if fmt[0] == b"@" or fmt[0] == b"=":
-            fmt += 1
-        if (fmt[0] != b"f" and fmt[0] != b"d") or fmt[1] != 0:
-            raise ValueError(f"{name} must hold native float32 or float64, not format "
-                             f"{v.format.decode()!r}")
-        if v.ndim != ndim:
-            raise ValueError(f"{name} must be {ndim}-D, got {v.ndim}-D")
-        self.kind = fmt[0]
-        self.data = <char *>v.buf
-        cdef Py_ssize_t item = v.itemsize
-        self.count = v.shape[0] if ndim == 3 else 1
-        self.rows = v.shape[ndim - 2] if ndim >= 2 else 1
-        self.cols = v.shape[ndim - 1]
-        cdef Py_ssize_t col_stride = v.strides[ndim - 1]
-        cdef Py_ssize_t row_stride = v.strides[ndim - 2] if ndim >= 2 else 0
-        if self.cols > 1 and col_stride != item:
-            raise ValueError(f"{name}: rows must be contiguous (element stride "
-                             f"{col_stride} bytes)")
-        if self.rows <= 1 or self.cols == 0:
-            self.ld = self.cols if self.cols > 1 else 1
-        elif row_stride < self.cols * item or row_stride % item:
-            raise ValueError(f"{name}: row stride {row_stride} bytes does not fit rows of "
-                             f"{self.cols} elements")
-        else:
-            self.ld = row_stride // item
-        self.stride = 0
-        if ndim == 3 and self.count > 1:
-            if v.strides[0] < 0 or v.strides[0] % item:
-                raise ValueError(f"{name}: the matrices must be a non-negative whole number "
-                                 "of elements apart")
-            self.stride = v.strides[0] // item
-
-    def __dealloc__(self):
-        if self.held:
-            PyBuffer_Release(&self.view)
-
-    cdef int shape_is(self, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
-        if self.view.ndim == 1 and self.cols != cols:
-            raise ValueError(f"{name} has {self.cols} elements, expected {cols}")
-        if self.rows != rows or self.cols != cols:
-            raise ValueError(f"{name} has matrices of shape ({self.rows}, {self.cols}), "
-                             f"expected ({rows}, {cols})")
-        return 0
-
-    cdef int same_kind(self, Array other, str name, str other_name) except -1:
-        if self.kind != other.kind:
-            raise ValueError(f"{name} and {other_name} must have the same dtype")
-        return 0
+cdef struct Matrix:
+    # An array's buffer seen as a stack of matrices: `count` matrices (rows, cols) `stride`
+    # elements apart, rows `ld` elements apart and contiguous. A 1-D array is one row; a
+    # 2-D array one matrix.
+    char kind                       # b'f' (float32) or b'd' (float64)
+    char *data
+    Py_ssize_t ndim, count, rows, cols
+    int64_t stride, ld
 
 
-cdef Array optional(obj, str name, bint writable, int ndim):
-    return None if obj is None else Array(obj, name, writable, ndim)
+cdef struct Operands:
+    # The buffers a call holds while its kernel runs, released together at the end. On the
+    # stack rather than in an object per array: a product of small matrices takes a few
+    # microseconds, of which allocating those objects would take a tenth.
+    Py_buffer views[MAX_OPERANDS]
+    int held
+
+
+cdef int take(Operands *ops, Matrix *x, obj, str name, bint writable, int ndim) except -1:
+    """Acquires obj's buffer into ops (released by release(ops) whatever happens next) and
+    describes it in x, checking its format, dimensions and strides."""
+    PyObject_GetBuffer(obj, &ops.views[ops.held], PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
+    cdef Py_buffer *v = &ops.views[ops.held]
+    ops.held += 1
+    fmt = v.format
+    if fmt[0] == b"@" or fmt[0] == b"=":
+        fmt += 1
+    if (fmt[0] != b"f" and fmt[0] != b"d") or fmt[1] != 0:
+        raise ValueError(f"{name} must hold native float32 or float64, not format "
+                         f"{v.format.decode()!r}")
+    if v.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {v.ndim}-D")
+    x.kind = fmt[0]
+    x.data = <char *>v.buf
+    x.ndim = ndim
+    cdef Py_ssize_t item = v.itemsize
+    x.count = v.shape[0] if ndim == 3 else 1
+    x.rows = v.shape[ndim - 2] if ndim >= 2 else 1
+    x.cols = v.shape[ndim - 1]
+    cdef Py_ssize_t col_stride = v.strides[ndim - 1]
+    cdef Py_ssize_t row_stride = v.strides[ndim - 2] if ndim >= 2 else 0
+    if x.cols > 1 and col_stride != item:
+        raise ValueError(f"{name}: rows must be contiguous (element stride "
+                         f"{col_stride} bytes)")
+    if x.rows <= 1 or x.cols == 0:
+        x.ld = x.cols if x.cols > 1 else 1
+    elif row_stride < x.cols * item or row_stride % item:
+        raise ValueError(f"{name}: row stride {row_stride} bytes does not fit rows of "
+                         f"{x.cols} elements")
+    else:
+        x.ld = row_stride // item
+    x.stride = 0
+    if ndim == 3 and x.count > 1:
+        if v.strides[0] < 0 or v.strides[0] % item:
+            raise ValueError(f"{name}: the matrices must be a non-negative whole number "
+                             "of elements apart")
+        x.stride = v.strides[0] // item
+    return 0
+
+
+cdef void release(Operands *ops) noexcept:
+    cdef int i
+    for i in range(ops.held):
+        PyBuffer_Release(&ops.views[i])
+    ops.held = 0
+
+
+cdef int shape_is(const Matrix *x, Py_ssize_t rows, Py_ssize_t cols, str name) except -1:
+    if x.ndim == 1 and x.cols != cols:
+        raise ValueError(f"{name} has {x.cols} elements, expected {cols}")
+    if x.rows != rows or x.cols != cols:
+        raise ValueError(f"{name} has matrices of shape ({x.rows}, {x.cols}), "
+                         f"expected ({rows}, {cols})")
+    return 0
+
+
+cdef int same_kind(const Matrix *x, const Matrix *other, str name, str other_name) except -1:
+    if x.kind != other.kind:
+        raise ValueError(f"{name} and {other_name} must have the same dtype")
+    return 0
 
 
 def gemm_fused(c, a, b, bint trans_a, bint trans_b, double alpha, double beta, bias,
                int activation, double negative_slope, preact):
     """c = act(alpha * op(a) @ op(b) + beta * c + bias); see pynn.backends.numpy.gemm."""
-    cdef Array C = Array(c, "c", True, 2), A = Array(a, "a", False, 2)
-    cdef Array B = Array(b, "b", False, 2), BIAS = optional(bias, "bias", False, 1)
-    cdef Array P = optional(preact, "preact", True, 2)
+    cdef Operands ops
+    cdef Matrix C, A, B, BIAS, P
+    ops.held = 0
+    try:
+        take(&ops, &C, c, "c", True, 2)
+        take(&ops, &A, a, "a", False, 2)
+        take(&ops, &B, b, "b", False, 2)
+        if bias is not None:
+            take(&ops, &BIAS, bias, "bias", False, 1)
+        if preact is not None:
+            take(&ops, &P, preact, "preact", True, 2)
+        return _gemm_fused(&C, &A, &B, trans_a, trans_b, alpha, beta,
+                           &BIAS if bias is not None else NULL, activation, negative_slope,
+                           &P if preact is not None else NULL)
+    finally:
+        release(&ops)
+
+
+cdef _gemm_fused(const Matrix *C, const Matrix *A, const Matrix *B, bint trans_a,
+                 bint trans_b, double alpha, double beta, const Matrix *BIAS, int activation,
+                 double negative_slope, const Matrix *P):
     cdef Py_ssize_t m = C.rows, n = C.cols
     cdef Py_ssize_t k = A.rows if trans_a else A.cols
     if activation < 0 or activation >= ACT_COUNT:
         raise ValueError(f"gemm_fused: unknown activation code {activation}")
-    A.same_kind(C, "a", "c")
-    B.same_kind(C, "b", "c")
-    A.shape_is(k if trans_a else m, m if trans_a else k, "a")
-    B.shape_is(n if trans_b else k, k if trans_b else n, "b")
-    if BIAS is not None:
-        BIAS.same_kind(C, "bias", "c")
-        BIAS.shape_is(1, n, "bias")
-    if P is not None:
-        P.same_kind(C, "preact", "c")
-        P.shape_is(m, n, "preact")
+    same_kind(A, C, "a", "c")
+    same_kind(B, C, "b", "c")
+    shape_is(A, k if trans_a else m, m if trans_a else k, "a")
+    shape_is(B, n if trans_b else k, k if trans_b else n, "b")
+    if BIAS != NULL:
+        same_kind(BIAS, C, "bias", "c")
+        shape_is(BIAS, 1, n, "bias")
+    if P != NULL:
+        same_kind(P, C, "preact", "c")
+        shape_is(P, m, n, "preact")
     if m == 0 or n == 0:
         return
-    cdef int64_t ldp = P.ld if P is not None else 0
-    cdef char *pp = P.data if P is not None else NULL
-    cdef const char *pbias = BIAS.data if BIAS is not None else NULL
+    cdef int64_t ldp = P.ld if P != NULL else 0
+    cdef char *pp = P.data if P != NULL else NULL
+    cdef const char *pbias = BIAS.data if BIAS != NULL else NULL
     cdef int nt = _num_threads()
     cdef int status
     with nogil:
@@ -162,18 +194,30 @@ def gemm_fused(c, a, b, bint trans_a, bint trans_b, double alpha, double beta, b
 
 def gemm_batched(c, a, b, bint trans_a, bint trans_b, double alpha, double beta):
     """c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e]; see pynn.backends.numpy.gemm."""
-    cdef Array C = Array(c, "c", True, 3), A = Array(a, "a", False, 3)
-    cdef Array B = Array(b, "b", False, 3)
+    cdef Operands ops
+    cdef Matrix C, A, B
+    ops.held = 0
+    try:
+        take(&ops, &C, c, "c", True, 3)
+        take(&ops, &A, a, "a", False, 3)
+        take(&ops, &B, b, "b", False, 3)
+        _gemm_batched(&C, &A, &B, trans_a, trans_b, alpha, beta)
+    finally:
+        release(&ops)
+
+
+cdef _gemm_batched(const Matrix *C, const Matrix *A, const Matrix *B, bint trans_a,
+                   bint trans_b, double alpha, double beta):
     cdef Py_ssize_t batch = C.count, m = C.rows, n = C.cols
     cdef Py_ssize_t k = A.rows if trans_a else A.cols
-    A.same_kind(C, "a", "c")
-    B.same_kind(C, "b", "c")
+    same_kind(A, C, "a", "c")
+    same_kind(B, C, "b", "c")
     if A.count != batch and A.count != 1:
         raise ValueError(f"a has {A.count} matrices, expected 1 or {batch}")
     if B.count != batch and B.count != 1:
         raise ValueError(f"b has {B.count} matrices, expected 1 or {batch}")
-    A.shape_is(k if trans_a else m, m if trans_a else k, "a")
-    B.shape_is(n if trans_b else k, k if trans_b else n, "b")
+    shape_is(A, k if trans_a else m, m if trans_a else k, "a")
+    shape_is(B, n if trans_b else k, k if trans_b else n, "b")
     if batch == 0 or m == 0 or n == 0:
         return
     if batch > 1 and C.stride < m * C.ld:
@@ -197,9 +241,20 @@ def gemm_batched(c, a, b, bint trans_a, bint trans_b, double alpha, double beta)
 
 def gemm_colsum(db, dy, bint accumulate):
     """db = dy.sum(0), or db += dy.sum(0); see pynn.backends.numpy.gemm."""
-    cdef Array DB = Array(db, "db", True, 1), DY = Array(dy, "dy", False, 2)
-    DY.same_kind(DB, "dy", "db")
-    DB.shape_is(1, DY.cols, "db")
+    cdef Operands ops
+    cdef Matrix DB, DY
+    ops.held = 0
+    try:
+        take(&ops, &DB, db, "db", True, 1)
+        take(&ops, &DY, dy, "dy", False, 2)
+        _gemm_colsum(&DB, &DY, accumulate)
+    finally:
+        release(&ops)
+
+
+cdef _gemm_colsum(const Matrix *DB, const Matrix *DY, bint accumulate):
+    same_kind(DY, DB, "dy", "db")
+    shape_is(DB, 1, DY.cols, "db")
     if DY.cols == 0:
         return
     cdef int nt = _num_threads()
