@@ -336,8 +336,20 @@ void PYNN_ISA_FN(pynn_eltwise_backward_output_f64)(double *dx, const double *dy,
 
 /* Below this many elements per thread a parallel region costs more than it saves. */
 #define ELTWISE_MIN_PER_THREAD 32768
-/* Threads take whole chunks; a multiple of every vector width keeps the tails at the end. */
+/* Threads take whole chunks (a multiple of every vector width), a contiguous run each,
+ * in one call of the loop: per-call setup is paid once a thread, not once a chunk. The
+ * split depends on the thread count, the results do not: each element is computed alike
+ * wherever it falls in a run. */
 #define ELTWISE_CHUNK 8192
+
+/* [*lo, *hi): thread t's run of n elements among nt threads */
+static void thread_run(int64_t n, int nt, int t, int64_t *lo, int64_t *hi)
+{
+    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
+    *lo = nchunks * t / nt * ELTWISE_CHUNK;
+    *hi = nchunks * (t + 1) / nt * ELTWISE_CHUNK;
+    *hi = *hi < n ? *hi : n;
+}
 
 PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_f32,
                           (float *, const float *, int64_t, pynn_act, float));
@@ -380,18 +392,17 @@ pynn_status pynn_act_forward_f32(float *y, const float *x, pynn_act act, double 
     void (*fn)(float *, const float *, int64_t, pynn_act, float);
     PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f32);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     const float slope = (float)negative_slope;
     if (nt <= 1) {
         fn(y, x, n, act, slope);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(y + lo, x + lo, len, act, slope);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(y + lo, x + lo, hi - lo, act, slope);
     }
     return PYNN_OK;
 }
@@ -404,17 +415,16 @@ pynn_status pynn_act_forward_f64(double *y, const double *x, pynn_act act, doubl
     void (*fn)(double *, const double *, int64_t, pynn_act, double);
     PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f64);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     if (nt <= 1) {
         fn(y, x, n, act, negative_slope);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(y + lo, x + lo, len, act, negative_slope);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(y + lo, x + lo, hi - lo, act, negative_slope);
     }
     return PYNN_OK;
 }
@@ -427,18 +437,17 @@ pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, py
     void (*fn)(float *, const float *, const float *, int64_t, pynn_act, float);
     PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f32);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     const float slope = (float)negative_slope;
     if (nt <= 1) {
         fn(dx, dy, x, n, act, slope);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(dx + lo, dy + lo, x + lo, len, act, slope);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(dx + lo, dy + lo, x + lo, hi - lo, act, slope);
     }
     return PYNN_OK;
 }
@@ -451,17 +460,16 @@ pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x,
     void (*fn)(double *, const double *, const double *, int64_t, pynn_act, double);
     PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f64);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     if (nt <= 1) {
         fn(dx, dy, x, n, act, negative_slope);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(dx + lo, dy + lo, x + lo, len, act, negative_slope);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(dx + lo, dy + lo, x + lo, hi - lo, act, negative_slope);
     }
     return PYNN_OK;
 }
@@ -474,17 +482,16 @@ pynn_status pynn_act_backward_output_f32(float *dx, const float *dy, const float
     void (*fn)(float *, const float *, const float *, int64_t, pynn_act);
     PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f32);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     if (nt <= 1) {
         fn(dx, dy, y, n, act);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(dx + lo, dy + lo, y + lo, len, act);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(dx + lo, dy + lo, y + lo, hi - lo, act);
     }
     return PYNN_OK;
 }
@@ -497,17 +504,16 @@ pynn_status pynn_act_backward_output_f64(double *dx, const double *dy, const dou
     void (*fn)(double *, const double *, const double *, int64_t, pynn_act);
     PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f64);
     const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const int64_t nchunks = (n + ELTWISE_CHUNK - 1) / ELTWISE_CHUNK;
     if (nt <= 1) {
         fn(dx, dy, y, n, act);
         return PYNN_OK;
     }
-    int64_t c;
+    int t;
 #pragma omp parallel for num_threads(nt) schedule(static)
-    for (c = 0; c < nchunks; c++) {
-        const int64_t lo = c * ELTWISE_CHUNK;
-        const int64_t len = n - lo < ELTWISE_CHUNK ? n - lo : ELTWISE_CHUNK;
-        fn(dx + lo, dy + lo, y + lo, len, act);
+    for (t = 0; t < nt; t++) {
+        int64_t lo, hi;
+        thread_run(n, nt, t, &lo, &hi);
+        fn(dx + lo, dy + lo, y + lo, hi - lo, act);
     }
     return PYNN_OK;
 }

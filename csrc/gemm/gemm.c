@@ -327,7 +327,7 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 
     /* Whole entries per thread when there are enough; else a grid of row x column blocks
      * in whole tiles. The grid shape minimises the busiest thread's tiles plus the panels
-     * of A and B it reads (each costs about as much as a tile to bring in). */
+     * of A and B it packs (each costs about as much as a tile; one read in place, nothing). */
     const int by_entry = pb->batch >= nt;
     const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr;
     const int64_t tiles_n = (pb->n + ar->nr - 1) / ar->nr;
@@ -337,8 +337,9 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
         if (nt % d)
             continue;
         const int64_t tm = (tiles_m + nt / d - 1) / (nt / d), tn = (tiles_n + d - 1) / d;
-        if (best < 0 || tm * tn + tm + tn < best) {
-            best = tm * tn + tm + tn;
+        const int64_t cost = tm * tn + (pb->direct_a ? 0 : tm) + (pb->direct_b ? 0 : tn);
+        if (best < 0 || cost < best) {
+            best = cost;
             pn = d;
         }
     }

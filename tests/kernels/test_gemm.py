@@ -21,11 +21,13 @@ from pynn.ops._activations import ACTIVATIONS
 native = pytest.mark.skipif(not _native.AVAILABLE, reason="native backend not built")
 
 # (m, n, k) around the tiles (MR 4/6/12, NR 8/16/32) and the edge tiles the kernels
-# special-case, the k blocks (KC 192/256/384), m < n for x @ w.T (computed transposed),
-# the threading threshold, and empty dimensions.
+# special-case, k around the assembly loop's minimum (32) and unrolling (4), the k blocks
+# (KC 192/256/384), several row blocks (MC 2688) and column blocks (NC 256/512), m < n for
+# x @ w.T (computed transposed), the threading threshold, and empty dimensions.
 SHAPES = [(1, 1, 1), (2, 3, 5), (3, 8, 4), (5, 17, 9), (6, 16, 2), (7, 31, 33), (11, 33, 64),
           (12, 32, 383), (13, 48, 384), (25, 65, 385), (9, 20, 193), (24, 7, 257),
-          (30, 45, 769), (100, 130, 40), (0, 5, 3), (4, 0, 3), (4, 5, 0)]
+          (30, 45, 769), (100, 130, 40), (36, 64, 31), (24, 96, 35), (2701, 131, 5),
+          (9, 1100, 37), (0, 5, 3), (4, 0, 3), (4, 5, 0)]
 TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
 
 
@@ -222,6 +224,9 @@ def test_a_sample_gives_the_same_bits_in_any_batch(isa, dtype, in_f, out_f, rng)
         np.testing.assert_array_equal(ops.linear(x[42], w, b, "tanh"), full[42])
         np.testing.assert_array_equal(ops.matmul(x[5:9], w.T), ops.matmul(x, w.T)[5:9])
         np.testing.assert_array_equal(ops.matmul(x[7], w.T), ops.matmul(x, w.T)[7])
+        w_nn = np.ascontiguousarray(w.T)  # w read row by row: the product as dx = dy @ w
+        np.testing.assert_array_equal(ops.matmul(x[5:9], w_nn), ops.matmul(x, w_nn)[5:9])
+        np.testing.assert_array_equal(ops.matmul(x[7], w_nn), ops.matmul(x, w_nn)[7])
 
 
 # ---- matmul: np.matmul's semantics --------------------------------------------------------
@@ -231,7 +236,8 @@ def test_a_sample_gives_the_same_bits_in_any_batch(isa, dtype, in_f, out_f, rng)
                                    ((2, 5, 3), (3, 4)), ((5, 3), (2, 3, 4)),
                                    ((2, 1, 5, 3), (1, 4, 3, 6)), ((4, 5, 3), (4, 3, 6)),
                                    ((3,), (2, 3, 4)), ((2, 5, 3), (3,)), ((0, 3), (3, 4)),
-                                   ((5, 0), (0, 4)), ((2, 0, 5, 3), (3, 4))])
+                                   ((5, 0), (0, 4)), ((2, 0, 5, 3), (3, 4)), ((2, 5, 3), (1, 3, 4)),
+                                   ((2, 3, 5, 3), (1, 1, 3, 4)), ((3,), (1, 3, 4))])
 def test_matmul_matches_numpy(backend, dtype, sa, sb, rng):
     if backend == "native" and not _native.AVAILABLE:
         pytest.skip("native backend not built")

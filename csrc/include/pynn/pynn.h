@@ -70,8 +70,8 @@ pynn_status pynn_gemm_f64(double *c, int64_t ldc, double *preact, int64_t ldp, c
                           int trans_a, int trans_b, double alpha, double beta, pynn_act act,
                           double negative_slope, int64_t m, int64_t n, int64_t k, int nthreads);
 /* batch products c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e], x[e] = x + e * stride_x
- * (elements); stride_a or stride_b 0 shares one matrix, packed once per block. Entries of c
- * must not overlap (stride_c >= m * ldc). Each entry's bits equal pynn_gemm_*'s. */
+ * (elements); stride_a or stride_b 0 shares one matrix. Entries of c must not overlap
+ * (stride_c >= m * ldc). Each entry's bits equal pynn_gemm_*'s. */
 pynn_status pynn_gemm_batched_f32(float *c, int64_t ldc, int64_t stride_c, const float *a,
                                   int64_t lda, int64_t stride_a, const float *b, int64_t ldb,
                                   int64_t stride_b, int trans_a, int trans_b, float alpha,

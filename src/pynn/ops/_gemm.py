@@ -109,10 +109,10 @@ def matmul(a, b, out=None):
     if c.size == 0:
         return v.deliver(c, out)
     kernels = backend_module()
-    if b2.ndim == 2:
+    if math.prod(b2.shape[:-2]) == 1:
         # one B for every row of every batch entry: a single GEMM over the stacked rows
         sa, ta = _matrix(a2.reshape(c.size // n, k), result)
-        sb, tb = _matrix(b2, result)
+        sb, tb = _matrix(b2.reshape(k, n), result)
         kernels.gemm_fused(c.reshape(c.size // n, n), sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0,
                            None)
         return v.deliver(c, out)
