@@ -373,8 +373,10 @@ static void sgemm_tile_asm(int64_t k, const float *a, int64_t rs_a, int64_t cs_a
                            const gemm_epilogue *ep)
 {
     __m512 acc[12][2];
-    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-    prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
+    }
     gemm_asm_f32(k, a, rs_a, cs_a, b, rs_b, acc);
     if (ep->transpose)
         sgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
@@ -548,8 +550,10 @@ static void dgemm_tile_asm(int64_t k, const double *a, int64_t rs_a, int64_t cs_
                            const gemm_epilogue *ep)
 {
     __m512d acc[12][2];
-    const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-    prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
+    }
     gemm_asm_f64(k, a, rs_a, cs_a, b, rs_b, acc);
     if (ep->transpose)
         dgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
