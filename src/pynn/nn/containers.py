@@ -24,7 +24,22 @@ def _check_module(module, where):
     return module
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: ordered children, appended one by one."""
+
+    def extend(self, modules):
+        for module in modules:
+            self.append(module)
+        return self
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+
+class Sequential(_ModuleSequence):
     """Modules applied in order: Sequential(m0, m1, ...) or Sequential(OrderedDict of
     name -> module). Children are named "0", "1", ... as in PyTorch, so state_dict keys
     match ("0.weight", "2.bias", ...).
@@ -55,17 +70,6 @@ class Sequential(Module):
                              "module caches its latest forward pass for backward")
         self.add_module(str(len(self._modules)) if name is None else name, module)
         return self
-
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
-        return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, index):
         modules = list(self._modules.items())
@@ -119,7 +123,7 @@ class Sequential(Module):
         return {}
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules registered as children "0", "1", ... It has no forward: use it to
     hold the layers of a custom Module, whose forward and backward use them."""
 
@@ -130,17 +134,6 @@ class ModuleList(Module):
     def append(self, module):
         self.add_module(str(len(self._modules)), _check_module(module, "ModuleList"))
         return self
-
-    def extend(self, modules):
-        for module in modules:
-            self.append(module)
-        return self
-
-    def __len__(self):
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules.values())
 
     def __getitem__(self, index):
         modules = list(self._modules.values())
