@@ -6,7 +6,9 @@
  * parameter. The arithmetic is torch.optim's single-tensor path, operation for operation
  * and in the parameter's precision, with the hyperparameters rounded to it as ATen rounds
  * Python scalars: what PyTorch computes as a chain of tensor ops over each parameter (each
- * one a trip through memory) is here one read and one write of every array. Bias
+ * one a trip through memory) is here one read and one write of every array. (One
+ * exception: float Adam on AVX-512 replaces sqrt and the divisions by refined estimates,
+ * within an ulp or so; see adam_range_vec in optim_tmpl.h.) Bias
  * corrections are computed once per call in double, as PyTorch computes them in Python.
  * The gradients are only read; weight decay is applied to a copy of each element.
  *
@@ -16,6 +18,7 @@
  * Compiled once per ISA (MULTI) for the vector sqrt and divide. The kernels are written
  * once in optim_tmpl.h, included below for float and double.
  */
+#include <float.h>
 #include <tgmath.h> /* sqrt of a float is sqrtf */
 
 #include "isa.h"
@@ -96,9 +99,15 @@ static void run_spans(span_fn fn, const void *args, int64_t total, int nthreads)
     }
 }
 
+#if defined(PYNN_ISA_avx512)
+#include <immintrin.h>
+#endif
+
 #define REAL float
 #define SFX f32
+#define OPTIM_VECTOR_F32 /* the divider-free Adam of optim_tmpl.h, on AVX-512 */
 #include "optim_tmpl.h"
+#undef OPTIM_VECTOR_F32
 #undef REAL
 #undef SFX
 

@@ -115,6 +115,88 @@ PYNN_INLINE void TFN(adam_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT 
     }
 }
 
+#if defined(PYNN_ISA_avx512) && defined(OPTIM_VECTOR_F32)
+/* adam_range for float on AVX-512, without the divider. The scalar loop's sqrt and its two
+ * divisions all go to the one divide unit, which then bounds the whole step (about 2
+ * cycles per element, twice the time the memory traffic needs). Here sqrt(v) is v times a
+ * refined rsqrt14, the division by sqrt(bias_correction2) a product with its reciprocal,
+ * and m / denom m times a refined rcp14: each within an ulp or so of the correctly rounded
+ * result. Lanes where an estimate would be wrong rather than inexact (v or denom zero,
+ * subnormal, inf or NaN) take the exact instructions. Tails are masked, so every element
+ * goes through the same arithmetic wherever a thread's run starts or ends. */
+PYNN_INLINE __m512 TFN(adam_sqrt)(__m512 v)
+{
+    const __m512 lo = _mm512_set1_ps(FLT_MIN), hi = _mm512_set1_ps(FLT_MAX);
+    const __mmask16 ok = _mm512_cmp_ps_mask(v, lo, _CMP_GE_OQ) &
+                         _mm512_cmp_ps_mask(v, hi, _CMP_LE_OQ);
+    __m512 y = _mm512_rsqrt14_ps(v);                  /* y ~ 1/sqrt(v); one Newton step: */
+    const __m512 vy = _mm512_mul_ps(v, y);            /* s = v y (1.5 - 0.5 v y^2) */
+    const __m512 h = _mm512_fnmadd_ps(_mm512_mul_ps(vy, _mm512_set1_ps(0.5f)), y,
+                                      _mm512_set1_ps(1.5f));
+    __m512 s = _mm512_mul_ps(vy, h);
+    if (ok != 0xFFFF)
+        s = _mm512_mask_sqrt_ps(s, (__mmask16)~ok, v);
+    return s;
+}
+
+PYNN_INLINE __m512 TFN(adam_div)(__m512 m, __m512 d)
+{
+    const __m512 lo = _mm512_set1_ps(FLT_MIN), hi = _mm512_set1_ps(FLT_MAX);
+    const __mmask16 ok = _mm512_cmp_ps_mask(d, lo, _CMP_GE_OQ) &
+                         _mm512_cmp_ps_mask(d, hi, _CMP_LE_OQ);
+    __m512 r = _mm512_rcp14_ps(d);                    /* r ~ 1/d; r += r (1 - d r) */
+    r = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r, r);
+    __m512 q = _mm512_mul_ps(m, r);
+    if (ok != 0xFFFF)
+        q = _mm512_mask_div_ps(q, (__mmask16)~ok, m, d);
+    return q;
+}
+
+PYNN_INLINE void TFN(adam_range_vec)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT exp_avg,
+                                     REAL *PYNN_RESTRICT exp_avg_sq,
+                                     REAL *PYNN_RESTRICT max_exp_avg_sq,
+                                     const REAL *PYNN_RESTRICT grad, TFN(adam_coef) k,
+                                     int amsgrad, int64_t i0, int64_t i1)
+{
+    const __m512 shrink = _mm512_set1_ps(k.shrink), wd = _mm512_set1_ps(k.weight_decay);
+    const __m512 w1 = _mm512_set1_ps(k.w1), one_w1 = _mm512_set1_ps((REAL)1 - k.w1);
+    const __m512 beta2 = _mm512_set1_ps(k.beta2), w2 = _mm512_set1_ps(k.w2);
+    const __m512 inv_bc2 = _mm512_set1_ps((REAL)1 / k.bc2_sqrt), eps = _mm512_set1_ps(k.eps);
+    const __m512 step = _mm512_set1_ps(k.step_size);
+    for (int64_t i = i0; i < i1; i += 16) {
+        const __mmask16 mk = i1 - i >= 16 ? 0xFFFF : (__mmask16)((1u << (i1 - i)) - 1);
+        __m512 p = _mm512_maskz_loadu_ps(mk, param + i);
+        __m512 g = _mm512_maskz_loadu_ps(mk, grad + i);
+        if (k.decoupled)
+            p = _mm512_mul_ps(p, shrink);
+        if (k.coupled)
+            g = _mm512_fmadd_ps(wd, p, g);
+        const __m512 m0 = _mm512_maskz_loadu_ps(mk, exp_avg + i);
+        const __m512 diff = _mm512_sub_ps(g, m0);
+        const __m512 m = k.small_w1 ? _mm512_fmadd_ps(w1, diff, m0)
+                                    : _mm512_fnmadd_ps(diff, one_w1, g);
+        const __m512 v = _mm512_fmadd_ps(_mm512_mul_ps(w2, g), g,
+                                         _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, exp_avg_sq + i),
+                                                       beta2));
+        __m512 vhat = v;
+        if (amsgrad) {                                  /* torch.maximum: NaN wins */
+            const __m512 old = _mm512_maskz_loadu_ps(mk, max_exp_avg_sq + i);
+            const __mmask16 keep = _mm512_cmp_ps_mask(v, old, _CMP_NGT_UQ) &
+                                   _mm512_cmp_ps_mask(v, v, _CMP_ORD_Q);
+            vhat = _mm512_mask_mov_ps(v, keep, old);
+            _mm512_mask_storeu_ps(max_exp_avg_sq + i, mk, vhat);
+        }
+        const __m512 denom = _mm512_fmadd_ps(TFN(adam_sqrt)(vhat), inv_bc2, eps);
+        _mm512_mask_storeu_ps(exp_avg + i, mk, m);
+        _mm512_mask_storeu_ps(exp_avg_sq + i, mk, v);
+        _mm512_mask_storeu_ps(param + i, mk, _mm512_fnmadd_ps(step, TFN(adam_div)(m, denom), p));
+    }
+}
+#define ADAM_RANGE TFN(adam_range_vec)
+#else
+#define ADAM_RANGE TFN(adam_range)
+#endif
+
 typedef struct {
     REAL *const *param, *const *exp_avg, *const *exp_avg_sq, *const *max_exp_avg_sq;
     const REAL *const *grad;
@@ -129,13 +211,15 @@ static void TFN(adam_span)(const void *args, int64_t g0, int64_t g1)
     int64_t e, i0, i1;
     while (span_next(&s, &e, &i0, &i1)) {
         if (a->max_exp_avg_sq)
-            TFN(adam_range)(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], a->max_exp_avg_sq[e],
-                            a->grad[e], a->k, 1, i0, i1);
+            ADAM_RANGE(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], a->max_exp_avg_sq[e],
+                       a->grad[e], a->k, 1, i0, i1);
         else
-            TFN(adam_range)(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], NULL, a->grad[e],
-                            a->k, 0, i0, i1);
+            ADAM_RANGE(a->param[e], a->exp_avg[e], a->exp_avg_sq[e], NULL, a->grad[e], a->k, 0,
+                       i0, i1);
     }
 }
+
+#undef ADAM_RANGE
 
 /* param[e], exp_avg[e], exp_avg_sq[e], max_exp_avg_sq[e], grad[e] (n[e]) for e < count */
 pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *const *param, REAL *const *exp_avg,

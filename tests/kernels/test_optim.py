@@ -127,6 +127,37 @@ def test_native_matches_reference(isa, dtype, name, options, rng):
 
 
 @native
+@pytest.mark.parametrize("options", [dict(), dict(eps=1e-45), dict(amsgrad=True),
+                                     dict(weight_decay=0.1, decoupled_weight_decay=True)],
+                         ids=["default", "subnormal-eps", "amsgrad", "adamw"])
+def test_adam_special_values_match_reference(isa, options):
+    """Gradients and state of every kind of float32 in every lane position: zero (v = 0),
+    subnormal, huge (v overflows to inf), inf and NaN; a subnormal eps makes a subnormal
+    denominator. The native float path estimates sqrt and 1/x and must send exactly these
+    lanes to the exact instructions; lengths 1..40 put them in masked tails too."""
+    specials = np.array([0.0, -0.0, 1e-40, -3e-39, 1e30, -2e25, np.inf, -np.inf, np.nan,
+                         1.0, -0.5, 1e-20, 3e-3], np.float32)
+    rng = np.random.default_rng(5)
+    for n in (1, 5, 16, 17, 33, 40):
+        g = rng.choice(specials, n).astype(np.float32)
+        p = rng.standard_normal(n).astype(np.float32)
+        v0 = rng.choice(np.array([0.0, 1e-40, 4.0, np.inf], np.float32), n)
+        m0 = rng.choice(specials, n).astype(np.float32)
+        outs = {}
+        for backend in ("native", "numpy"):
+            state = [p.copy(), g.copy(), m0.copy(), v0.copy(), v0.copy()]
+            with pynn.use_backend(backend), np.errstate(all="ignore"):
+                ops.adam_update(state[0], state[1], state[2], state[3], step=3,
+                                max_exp_avg_sq=state[4], **options)
+            outs[backend] = state
+        for got, want in zip(outs["native"], outs["numpy"], strict=True):
+            np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+            np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
+            finite = np.isfinite(want)
+            np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-30)
+
+
+@native
 @pytest.mark.parametrize("name,options", [("sgd", dict(momentum=0.9, nesterov=True)),
                                           ("adam", dict(amsgrad=True, weight_decay=0.1)),
                                           ("rmsprop", dict(centered=True, momentum=0.5))],
