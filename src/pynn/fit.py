@@ -7,6 +7,7 @@
 One training step is the model's forward, the fused loss, the model's backward and the
 optimizer's fused update.
 """
+import math
 import sys
 import time
 
@@ -279,30 +280,40 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
     start = time.perf_counter()
     loss_sum, correct, seen, counted = 0.0, 0, 0, 0
     steps = len(batches)
+    # only the callbacks that do something per batch are called per batch (History and
+    # most others act per epoch): a step at a small batch takes well under a millisecond
+    begin = [cb for cb in callbacks if type(cb).on_batch_begin is not Callback.on_batch_begin]
+    end = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    per_batch_schedule = scheduler is not None and scheduler.per_batch
+    mean_loss = getattr(loss_fn, "reduction", "mean") == "mean"
     try:
         for b, (xb, yb) in enumerate(batches):
-            for cb in callbacks:
+            for cb in begin:
                 cb.on_batch_begin(b, {})
             output = model(xb)
             value = loss_fn(output, yb)
-            if not np.all(np.isfinite(value)):
+            if not (math.isfinite(value) if type(value) is float else np.all(np.isfinite(value))):
                 _stop_on_nonfinite(model, snapshot, value, xb, epoch, b, history)
             backward_through(model, loss_fn.backward(), False)
             optimizer.step()
             optimizer.zero_grad()
-            if scheduler is not None and scheduler.per_batch:
+            if per_batch_schedule:
                 scheduler.step(epoch + (b + 1) / steps)
             n = len(xb)
-            loss_sum += _loss_total(loss_fn, value, n)
+            loss_sum += float(value) * n if mean_loss else float(np.sum(value))
             seen += n
-            batch_logs = {"loss": float(np.mean(value)), "size": n}
             if accuracy is not None:
                 hits = _correct(accuracy, output, yb)
                 correct += hits
-                counted += _counted(accuracy, yb)
-                batch_logs["accuracy"] = hits / max(_counted(accuracy, yb), 1)
-            for cb in callbacks:
-                cb.on_batch_end(b, batch_logs)
+                batch_counted = _counted(accuracy, yb)
+                counted += batch_counted
+            if end:
+                batch_logs = {"loss": value if type(value) is float else float(np.mean(value)),
+                              "size": n}
+                if accuracy is not None:
+                    batch_logs["accuracy"] = hits / max(batch_counted, 1)
+                for cb in end:
+                    cb.on_batch_end(b, batch_logs)
             if bar is not None:
                 bar.set_postfix_str(f"loss {loss_sum / seen:.4f}")
                 bar.update(1)

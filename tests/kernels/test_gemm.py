@@ -186,6 +186,73 @@ def test_colsum_matches_reference(isa, dtype, m, n, rng):
         np.testing.assert_array_less(np.abs(db - db_ref.astype(np.float64)), 2 * bound + 1e-300)
 
 
+@native
+@pytest.mark.parametrize("name", ["none", "relu", "leaky_relu", "tanh", "gelu"])
+@pytest.mark.parametrize("m,n,k", [(0, 3, 2), (1, 3, 2), (13, 33, 40), (64, 70, 300)])
+def test_linear_backward_is_its_parts(isa, dtype, name, m, n, k, rng):
+    """The one-call backward is, bit for bit, the native kernels it stands for: the
+    activation backward, then dx = dz @ w, dw (+)= dz.T @ x and db (+)= colsum(dz); and it
+    agrees with the reference. Every optional output, and dz written over dy."""
+    code = ACTIVATIONS.index(name)
+    dy = rng.standard_normal((m, n)).astype(dtype)
+    x = rng.standard_normal((m, k)).astype(dtype)
+    w = rng.standard_normal((n, k)).astype(dtype)
+    z = rng.standard_normal((m, n)).astype(dtype) if code else None
+    dz = np.empty((m, n), dtype)
+    if code:
+        _native.act_backward(dz.reshape(-1), dy.reshape(-1), z.reshape(-1), code, 0.2)
+    else:
+        dz[...] = dy
+    dx_want = np.empty((m, k), dtype)
+    _native.gemm_fused(dx_want, dz, w, False, False, 1.0, 0.0, None, 0, 0.0, None)
+    for accumulate, with_dx, with_db, in_place in [(False, True, True, False),
+                                                  (True, False, True, False),
+                                                  (False, True, False, True)]:
+        dw0 = rng.standard_normal((n, k)).astype(dtype)
+        db0 = rng.standard_normal(n).astype(dtype)
+        dw_want, db_want = dw0.copy(), db0.copy()
+        _native.gemm_fused(dw_want, dz, x, True, False, 1.0, float(accumulate), None, 0, 0.0,
+                           None)
+        _native.gemm_colsum(db_want, dz, accumulate)
+        outs = {}
+        for impl in (_native, reference):
+            dx = np.full((m, k), np.nan, dtype) if with_dx else None
+            dw, db = dw0.copy(), db0.copy() if with_db else None
+            g = dy.copy()
+            scratch = (g if in_place else np.empty((m, n), dtype)) if code else None
+            impl.linear_backward(dx, dw, db, scratch, g, x, w, z, code, 0.2, accumulate)
+            outs[impl] = (dx, dw, db)
+        dx, dw, db = outs[_native]
+        if with_dx:
+            np.testing.assert_array_equal(dx, dx_want)
+        np.testing.assert_array_equal(dw, dw_want)
+        if with_db:
+            np.testing.assert_array_equal(db, db_want)
+        for got, want in zip(outs[_native], outs[reference]):
+            if got is not None:
+                np.testing.assert_allclose(got, want, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                           atol=(1e-3 if dtype == np.float32 else 1e-10) * (m + 1))
+
+
+@native
+def test_linear_backward_refuses_bad_arrays(rng):
+    f = np.float32
+    dy, x, w = np.ones((4, 3), f), np.ones((4, 5), f), np.ones((3, 5), f)
+    dw, db, dx, dz, z = np.empty((3, 5), f), np.empty(3, f), np.empty((4, 5), f), \
+        np.empty((4, 3), f), np.ones((4, 3), f)
+    with pytest.raises(ValueError, match="w has matrices of shape"):
+        _native.linear_backward(dx, dw, db, dz, dy, x, w.T.copy(), z, 1, 0.0, False)
+    with pytest.raises(ValueError, match="same dtype"):
+        _native.linear_backward(dx, dw.astype(np.float64), db, dz, dy, x, w, z, 1, 0.0, False)
+    with pytest.raises(ValueError, match="unknown activation"):
+        _native.linear_backward(dx, dw, db, dz, dy, x, w, z, 99, 0.0, False)
+    with pytest.raises(ValueError, match="dz must be C-contiguous"):
+        _native.linear_backward(dx, dw, db, np.empty((4, 6), f)[:, :3], dy, x, w, z, 1, 0.0,
+                                False)
+    with pytest.raises(ValueError, match="db has 4 elements"):
+        _native.linear_backward(dx, dw, np.empty(4, f), dz, dy, x, w, z, 1, 0.0, False)
+
+
 # ---- determinism ----------------------------------------------------------------------------
 
 @native

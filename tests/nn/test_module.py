@@ -113,16 +113,26 @@ def test_torch_training_gradients_match(backend):
 
 
 def test_linear_and_activation_run_as_one_fused_call(monkeypatch):
+    """Forward: one GEMM per Linear, the activation in its epilogue, no separate
+    element-wise call; backward: one linear_backward call per Linear."""
+    from pynn._config import backend_module
+    from pynn.ops._activations import ACTIVATIONS
+
+    kernels = backend_module()
     calls = []
-    real_linear, real_activation = pynn.ops.linear, pynn.ops.activation
-    monkeypatch.setattr(pynn.ops, "linear",
-                        lambda *a, **k: calls.append(("linear", k.get("activation"))) or real_linear(*a, **k))
-    monkeypatch.setattr(pynn.ops, "activation",
-                        lambda *a, **k: calls.append(("activation",)) or real_activation(*a, **k))
+    for name in ("gemm_fused", "act_forward", "act_backward", "linear_backward"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *a, _n=name, _f=real: calls.append(
+            (_n, a[8] if _n in ("gemm_fused", "linear_backward") else None)) or _f(*a))
     model = nn.Sequential(nn.Linear(4, 5), nn.LeakyReLU(0.2), nn.Linear(5, 3))
     x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
     y = model(x)
-    assert calls == [("linear", "leaky_relu"), ("linear", None)]
+    leaky = ACTIVATIONS.index("leaky_relu")
+    assert calls == [("gemm_fused", leaky), ("gemm_fused", 0)]
+    calls.clear()
+    model.backward(np.ones_like(y))
+    assert calls == [("linear_backward", 0), ("linear_backward", leaky)]
+    monkeypatch.undo()
     unfused = model[2](model[1](model[0](x)))   # the same maths, module by module
     np.testing.assert_allclose(y, unfused, rtol=1e-6, atol=1e-6)
 

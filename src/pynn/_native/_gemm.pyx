@@ -45,10 +45,15 @@ cdef extern from "pynn/pynn.h" nogil:
     pynn_status pynn_gemm_colsum_f64(double *db, const double *dy, int64_t ldy, int accumulate,
                                      int64_t m, int64_t n, int nthreads)
     pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
+    pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, pynn_act act,
+                                      double negative_slope, int64_t n, int nthreads)
+    pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x,
+                                      pynn_act act, double negative_slope, int64_t n,
+                                      int nthreads)
 
 cdef enum:
     ACT_COUNT = 8
-    MAX_OPERANDS = 5
+    MAX_OPERANDS = 8
 
 
 cdef struct Matrix:
@@ -267,6 +272,108 @@ cdef _gemm_colsum(const Matrix *DB, const Matrix *DY, bint accumulate):
             status = pynn_gemm_colsum_f64(<double *>DB.data, <const double *>DY.data, DY.ld,
                                           accumulate, DY.rows, DY.cols, nt)
     check_status(status, "gemm_colsum")
+
+
+def linear_backward(dx, dw, db, dz, dy, x, w, preact, int activation, double negative_slope,
+                    bint accumulate):
+    """A linear layer's whole backward pass (activation, dx, dw, db) in one call; see
+    pynn.backends.numpy.gemm."""
+    cdef Operands ops
+    cdef Matrix DX, DW, DB, DZ, DY, X, W, P
+    ops.held = 0
+    if activation < 0 or activation >= ACT_COUNT:
+        raise ValueError(f"linear_backward: unknown activation code {activation}")
+    try:
+        take(&ops, &DY, dy, "dy", False, 2)
+        take(&ops, &X, x, "x", False, 2)
+        take(&ops, &W, w, "w", False, 2)
+        take(&ops, &DW, dw, "dw", True, 2)
+        if activation:
+            take(&ops, &DZ, dz, "dz", True, 2)
+            take(&ops, &P, preact, "preact", False, 2)
+        if dx is not None:
+            take(&ops, &DX, dx, "dx", True, 2)
+        if db is not None:
+            take(&ops, &DB, db, "db", True, 1)
+        _linear_backward(&DX if dx is not None else NULL, &DW, &DB if db is not None else NULL,
+                         &DZ if activation else NULL, &DY, &X, &W,
+                         &P if activation else NULL, activation, negative_slope, accumulate)
+    finally:
+        release(&ops)
+
+
+cdef int contiguous_rows(const Matrix *x, str name) except -1:
+    if x.rows > 1 and x.ld != x.cols:
+        raise ValueError(f"{name} must be C-contiguous")
+    return 0
+
+
+cdef _linear_backward(const Matrix *DX, const Matrix *DW, const Matrix *DB, const Matrix *DZ,
+                      const Matrix *DY, const Matrix *X, const Matrix *W, const Matrix *P,
+                      int activation, double negative_slope, bint accumulate):
+    cdef Py_ssize_t m = DY.rows, n = DY.cols, k = X.cols
+    same_kind(X, DY, "x", "dy")
+    same_kind(W, DY, "w", "dy")
+    same_kind(DW, DY, "dw", "dy")
+    shape_is(X, m, k, "x")
+    shape_is(W, n, k, "w")
+    shape_is(DW, n, k, "dw")
+    if DX != NULL:
+        same_kind(DX, DY, "dx", "dy")
+        shape_is(DX, m, k, "dx")
+    if DB != NULL:
+        same_kind(DB, DY, "db", "dy")
+        shape_is(DB, 1, n, "db")
+    if DZ != NULL:
+        # the activation kernel works on flat arrays
+        same_kind(DZ, DY, "dz", "dy")
+        same_kind(P, DY, "preact", "dy")
+        shape_is(DZ, m, n, "dz")
+        shape_is(P, m, n, "preact")
+        contiguous_rows(DZ, "dz")
+        contiguous_rows(P, "preact")
+        contiguous_rows(DY, "dy")
+    if n == 0 or k == 0:
+        return
+    cdef const char *g = DZ.data if DZ != NULL else DY.data
+    cdef int64_t ldg = DZ.ld if DZ != NULL else DY.ld
+    cdef double beta = 1.0 if accumulate else 0.0
+    cdef int nt = _num_threads()
+    cdef int status = 0
+    with nogil:
+        if DY.kind == b"f":
+            if DZ != NULL and m:
+                status = pynn_act_backward_f32(<float *>DZ.data, <const float *>DY.data,
+                                               <const float *>P.data, activation,
+                                               negative_slope, m * n, nt)
+            if status == 0 and DX != NULL and m:
+                status = pynn_gemm_f32(<float *>DX.data, DX.ld, NULL, 0, <const float *>g, ldg,
+                                       <const float *>W.data, W.ld, NULL, 0, 0, 1.0, 0.0, 0,
+                                       0.0, m, k, n, nt)
+            if status == 0:
+                status = pynn_gemm_f32(<float *>DW.data, DW.ld, NULL, 0, <const float *>g, ldg,
+                                       <const float *>X.data, X.ld, NULL, 1, 0, 1.0,
+                                       <float>beta, 0, 0.0, n, k, m, nt)
+            if status == 0 and DB != NULL:
+                status = pynn_gemm_colsum_f32(<float *>DB.data, <const float *>g, ldg,
+                                              accumulate, m, n, nt)
+        else:
+            if DZ != NULL and m:
+                status = pynn_act_backward_f64(<double *>DZ.data, <const double *>DY.data,
+                                               <const double *>P.data, activation,
+                                               negative_slope, m * n, nt)
+            if status == 0 and DX != NULL and m:
+                status = pynn_gemm_f64(<double *>DX.data, DX.ld, NULL, 0, <const double *>g,
+                                       ldg, <const double *>W.data, W.ld, NULL, 0, 0, 1.0,
+                                       0.0, 0, 0.0, m, k, n, nt)
+            if status == 0:
+                status = pynn_gemm_f64(<double *>DW.data, DW.ld, NULL, 0, <const double *>g,
+                                       ldg, <const double *>X.data, X.ld, NULL, 1, 0, 1.0,
+                                       beta, 0, 0.0, n, k, m, nt)
+            if status == 0 and DB != NULL:
+                status = pynn_gemm_colsum_f64(<double *>DB.data, <const double *>g, ldg,
+                                              accumulate, m, n, nt)
+    check_status(status, "linear_backward")
 
 
 def _fma_peak_gflops(int nthreads):

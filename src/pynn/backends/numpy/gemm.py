@@ -11,9 +11,9 @@ differ from each other by rounding only.
 """
 import numpy as np
 
-from .eltwise import act_forward
+from .eltwise import act_backward, act_forward
 
-__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum"]
+__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum", "linear_backward"]
 
 
 def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope,
@@ -69,3 +69,25 @@ def gemm_colsum(db, dy, accumulate):
         db += s
     else:
         db[...] = s
+
+
+def linear_backward(dx, dw, db, dz, dy, x, w, preact, activation, negative_slope, accumulate):
+    """The backward pass of y = act(x @ w.T + b) in one call, in place.
+
+    dy (m, n) is the gradient with respect to y, x (m, k) the layer's input, w (n, k) its
+    weight, preact (m, n) its pre-activation z (None when activation is 0, "none").
+    dz (m, n) receives dy * act'(z) (it may be dy itself; with no activation it is not
+    written and dy is used). Then dx (m, k) = dz @ w, or nothing when dx is None;
+    dw (n, k) = dz.T @ x and db (n,) = dz summed over the rows, or None: both overwritten,
+    or added to when accumulate.
+    """
+    if activation:
+        act_backward(dz.reshape(-1), dy.reshape(-1), preact.reshape(-1), activation,
+                     negative_slope)
+    else:
+        dz = dy
+    if dx is not None:
+        gemm_fused(dx, dz, w, False, False, 1.0, 0.0, None, 0, 0.0, None)
+    gemm_fused(dw, dz, x, True, False, 1.0, 1.0 if accumulate else 0.0, None, 0, 0.0, None)
+    if db is not None:
+        gemm_colsum(db, dz, accumulate)
