@@ -145,11 +145,6 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must hold integer class indices, got dtype {labels.dtype}")
     v.check_shape(labels, "labels", shape=logits.shape[:-1])
-    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
-        bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_classes))
-        if bad.any():
-            raise ValueError(f"labels: label {labels[bad].flat[0]} is out of range "
-                             f"[0, {n_classes}) and is not ignore_index ({ignore_index})")
 
     if weight is not None:
         weight = v.asarray(weight, "weight")
@@ -161,8 +156,18 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
     rows = v.contiguous(logits, dtype).reshape(-1, n_classes)
     dlogits = np.empty(rows.shape, dtype)
     losses = np.empty(rows.shape[0], dtype) if reduction == "none" else None
-    total = kernels.softmax_xent_forward_backward(
-        losses, dlogits, rows, np.ascontiguousarray(labels.reshape(-1), dtype=np.int64),
-        weight, REDUCTIONS.index(reduction), label_smoothing, ignore_index)
+    try:
+        # both kernels refuse a label out of range before writing anything; the labels are
+        # only searched for the culprit then (two reductions per call are a visible share
+        # of a small training step)
+        total = kernels.softmax_xent_forward_backward(
+            losses, dlogits, rows, np.ascontiguousarray(labels.reshape(-1), dtype=np.int64),
+            weight, REDUCTIONS.index(reduction), label_smoothing, ignore_index)
+    except ValueError:
+        bad = (labels != ignore_index) & ((labels < 0) | (labels >= n_classes))
+        if bad.any():
+            raise ValueError(f"labels: label {labels[bad].flat[0]} is out of range "
+                             f"[0, {n_classes}) and is not ignore_index ({ignore_index})") from None
+        raise
     loss = losses.reshape(labels.shape) if reduction == "none" else total
     return loss, dlogits.reshape(logits.shape)
