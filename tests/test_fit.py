@@ -216,3 +216,23 @@ def test_fit_argument_errors():
                  verbose=0)
     with pytest.raises(TypeError, match="Callback"):
         pynn.fit(model, X, y, callbacks=[print], verbose=0)
+
+
+def test_subclass_batch_hooks_are_called_every_batch(backend):
+    """fit skips the per-batch hooks a callback does not override, and calls those it does
+    (defined on a subclass, or set on the instance) once per batch, in order."""
+    class Counter(callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.events = []
+
+        def on_batch_begin(self, batch, logs):
+            self.events.append(("begin", batch))
+
+    counter = Counter()
+    counter.on_batch_end = lambda batch, logs: counter.events.append(("end", batch))
+    X, y = _toy()
+    pynn.fit(_model(), X, y, epochs=2, batch_size=100, callbacks=[counter], verbose=0,
+             progress=False)
+    assert counter.events == [(kind, b) for _ in range(2) for b in range(2)
+                              for kind in ("begin", "end")]

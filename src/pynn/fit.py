@@ -269,6 +269,12 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     return history
 
 
+def _overrides(callback, hook):
+    """Whether callback's `hook` does anything: a method of its class other than
+    Callback's no-op, or a function set on the instance (as LambdaCallback does)."""
+    return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
+
+
 def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callbacks, epoch,
                  epochs, show_bar, history):
     model.train()
@@ -282,8 +288,8 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
     steps = len(batches)
     # only the callbacks that do something per batch are called per batch (History and
     # most others act per epoch): a step at a small batch takes well under a millisecond
-    begin = [cb for cb in callbacks if type(cb).on_batch_begin is not Callback.on_batch_begin]
-    end = [cb for cb in callbacks if type(cb).on_batch_end is not Callback.on_batch_end]
+    begin = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
+    end = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     per_batch_schedule = scheduler is not None and scheduler.per_batch
     mean_loss = getattr(loss_fn, "reduction", "mean") == "mean"
     try:
