@@ -79,7 +79,7 @@ pynn_status PYNN_ISA_FN(TFN(pynn_sgd_update))(REAL *const *param, REAL *const *m
     const TFN(sgd_args) a = {param, momentum_buffer, grad, n,
                              {(REAL)lr, (REAL)momentum, (REAL)(1 - dampening),
                               (REAL)weight_decay, weight_decay != 0, nesterov, first_step}};
-    run_spans(TFN(sgd_span), &a, total, nthreads);
+    run_spans(TFN(sgd_span), &a, total, nthreads, 1);
     return PYNN_OK;
 }
 
@@ -246,7 +246,9 @@ pynn_status PYNN_ISA_FN(TFN(pynn_adam_update))(REAL *const *param, REAL *const *
                                (REAL)(1 - lr * weight_decay), w1 < (REAL)0.5,
                                weight_decay != 0 && !decoupled_weight_decay,
                                weight_decay != 0 && decoupled_weight_decay}};
-    run_spans(TFN(adam_span), &a, total, nthreads);
+    /* a flushed second moment moves the denominator by under sqrt(REAL_MIN) / bc2 */
+    run_spans(TFN(adam_span), &a, total, nthreads,
+              sqrt((double)REAL_MIN) / sqrt(bias_correction2) <= eps * REAL_EPSILON / 8);
     return PYNN_OK;
 }
 
@@ -329,7 +331,8 @@ pynn_status PYNN_ISA_FN(TFN(pynn_rmsprop_update))(REAL *const *param, REAL *cons
     const TFN(rmsprop_args) a = {param, square_avg, momentum_buffer, grad_avg, grad, n,
                                  {(REAL)lr, (REAL)alpha, w, (REAL)eps, (REAL)weight_decay,
                                   (REAL)momentum, w < (REAL)0.5, weight_decay != 0}};
-    run_spans(TFN(rmsprop_span), &a, total, nthreads);
+    run_spans(TFN(rmsprop_span), &a, total, nthreads,
+              sqrt((double)REAL_MIN) <= eps * REAL_EPSILON / 8);
     return PYNN_OK;
 }
 

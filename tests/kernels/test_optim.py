@@ -127,14 +127,16 @@ def test_native_matches_reference(isa, dtype, name, options, rng):
 
 
 @native
-@pytest.mark.parametrize("options", [dict(), dict(eps=1e-45), dict(amsgrad=True),
+@pytest.mark.parametrize("options", [dict(), dict(eps=1e-36), dict(amsgrad=True),
                                      dict(weight_decay=0.1, decoupled_weight_decay=True)],
-                         ids=["default", "subnormal-eps", "amsgrad", "adamw"])
+                         ids=["default", "tiny-eps", "amsgrad", "adamw"])
 def test_adam_special_values_match_reference(isa, options):
     """Gradients and state of every kind of float32 in every lane position: zero (v = 0),
-    subnormal, huge (v overflows to inf), inf and NaN; a subnormal eps makes a subnormal
-    denominator. The native float path estimates sqrt and 1/x and must send exactly these
-    lanes to the exact instructions; lengths 1..40 put them in masked tails too."""
+    subnormal (flushed to zero by the kernels: a difference far below the tolerance),
+    huge (v overflows to inf), inf and NaN; a tiny eps makes denominators near the bottom
+    of the normal range. The native float path estimates sqrt and 1/x and must send
+    exactly the special lanes to the exact instructions; lengths 1..40 put them in masked
+    tails too."""
     specials = np.array([0.0, -0.0, 1e-40, -3e-39, 1e30, -2e25, np.inf, -np.inf, np.nan,
                          1.0, -0.5, 1e-20, 3e-3], np.float32)
     rng = np.random.default_rng(5)
@@ -155,6 +157,31 @@ def test_adam_special_values_match_reference(isa, options):
             np.testing.assert_array_equal(np.isinf(got), np.isinf(want))
             finite = np.isfinite(want)
             np.testing.assert_allclose(got[finite], want[finite], rtol=1e-5, atol=1e-30)
+
+
+@native
+@pytest.mark.parametrize("name", ["sgd", "adam", "rmsprop"])
+def test_subnormal_state_is_flushed_and_the_callers_flags_kept(isa, dtype, name):
+    """State decayed into the subnormal range (a parameter that stopped getting gradient)
+    is flushed to zero, where x86 would take a slow assist on every use; the parameter
+    gets the reference's update regardless; and the caller's floating-point flags are
+    as they were: NumPy still makes subnormals afterwards."""
+    tiny = np.finfo(dtype).smallest_subnormal * 1000
+    n = 70000                                   # two threads' worth, and a short call too
+    for size in (n, 17):
+        p, g = np.ones(size, dtype), np.zeros(size, dtype)
+        buf = np.full(size, tiny, dtype)
+        want = p.copy()
+        if name == "sgd":
+            ops.sgd_update(p, g, buf, lr=0.1, momentum=0.9)
+        elif name == "adam":
+            ops.adam_update(p, g, buf, np.full(size, tiny, dtype), step=900)
+        else:
+            ops.rmsprop_update(p, g, np.full(size, tiny, dtype), lr=0.01, momentum=0.9,
+                               momentum_buffer=buf)
+        np.testing.assert_array_equal(buf, 0)
+        np.testing.assert_allclose(p, want, rtol=0, atol=1e-30)
+    assert np.multiply(np.array(tiny, dtype), 0.5, dtype=dtype) != 0
 
 
 @native
