@@ -124,11 +124,16 @@ PYNN_INLINE void TFN(adam_range)(REAL *PYNN_RESTRICT param, REAL *PYNN_RESTRICT 
  * result. Lanes where an estimate would be wrong rather than inexact (v or denom zero,
  * subnormal, inf or NaN) take the exact instructions. Tails are masked, so every element
  * goes through the same arithmetic wherever a thread's run starts or ends. */
+/* The lanes of x that are normal numbers (not zero, subnormal, inf or NaN). */
+PYNN_INLINE __mmask16 TFN(normal_lanes)(__m512 x)
+{
+    return _mm512_cmp_ps_mask(x, _mm512_set1_ps(FLT_MIN), _CMP_GE_OQ) &
+           _mm512_cmp_ps_mask(x, _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ);
+}
+
 PYNN_INLINE __m512 TFN(adam_sqrt)(__m512 v)
 {
-    const __m512 lo = _mm512_set1_ps(FLT_MIN), hi = _mm512_set1_ps(FLT_MAX);
-    const __mmask16 ok = _mm512_cmp_ps_mask(v, lo, _CMP_GE_OQ) &
-                         _mm512_cmp_ps_mask(v, hi, _CMP_LE_OQ);
+    const __mmask16 ok = TFN(normal_lanes)(v);
     __m512 y = _mm512_rsqrt14_ps(v);                  /* y ~ 1/sqrt(v); one Newton step: */
     const __m512 vy = _mm512_mul_ps(v, y);            /* s = v y (1.5 - 0.5 v y^2) */
     const __m512 h = _mm512_fnmadd_ps(_mm512_mul_ps(vy, _mm512_set1_ps(0.5f)), y,
@@ -141,9 +146,7 @@ PYNN_INLINE __m512 TFN(adam_sqrt)(__m512 v)
 
 PYNN_INLINE __m512 TFN(adam_div)(__m512 m, __m512 d)
 {
-    const __m512 lo = _mm512_set1_ps(FLT_MIN), hi = _mm512_set1_ps(FLT_MAX);
-    const __mmask16 ok = _mm512_cmp_ps_mask(d, lo, _CMP_GE_OQ) &
-                         _mm512_cmp_ps_mask(d, hi, _CMP_LE_OQ);
+    const __mmask16 ok = TFN(normal_lanes)(d);
     __m512 r = _mm512_rcp14_ps(d);                    /* r ~ 1/d; r += r (1 - d r) */
     r = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, r, _mm512_set1_ps(1.0f)), r, r);
     __m512 q = _mm512_mul_ps(m, r);

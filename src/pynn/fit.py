@@ -291,7 +291,6 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
     begin = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
     end = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     per_batch_schedule = scheduler is not None and scheduler.per_batch
-    mean_loss = getattr(loss_fn, "reduction", "mean") == "mean"
     try:
         for b, (xb, yb) in enumerate(batches):
             for cb in begin:
@@ -306,7 +305,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             if per_batch_schedule:
                 scheduler.step(epoch + (b + 1) / steps)
             n = len(xb)
-            loss_sum += float(value) * n if mean_loss else float(np.sum(value))
+            loss_sum += _loss_total(loss_fn, value, n)
             seen += n
             if accuracy is not None:
                 hits = _correct(accuracy, output, yb)

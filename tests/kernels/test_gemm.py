@@ -497,6 +497,30 @@ def test_linear_backward_matches_formulas(backend, dtype, rng):
     np.testing.assert_allclose(strided, dy2.T @ x2, rtol=tol, atol=tol * 10)
 
 
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "gelu_tanh"])
+def test_linear_backward_with_an_activation_is_activation_backward_first(backend, dtype, name,
+                                                                        rng):
+    """activation= takes dy * act'(preact) first: in one call for plain 2-D arrays, in
+    separate ops for anything else (3-D here), with the same result either way."""
+    if backend == "native" and not _native.AVAILABLE:
+        pytest.skip("native backend not built")
+    x = rng.standard_normal((3, 7, 19)).astype(dtype)
+    w = rng.standard_normal((13, 19)).astype(dtype)
+    dy = rng.standard_normal((3, 7, 13)).astype(dtype)
+    z = rng.standard_normal((3, 7, 13)).astype(dtype)
+    dz = run(backend, ops.activation_backward, dy, z, name, negative_slope=0.3)
+    want = run(backend, ops.linear_backward, dz, x, w)
+    for shape in [(21,), (3, 7)]:
+        args = [a.reshape(shape + (a.shape[-1],)) for a in (dy, x)]
+        got = run(backend, ops.linear_backward, args[0], args[1], w,
+                  preact=z.reshape(shape + (13,)), activation=name, negative_slope=0.3)
+        for g, wnt in zip(got, want):
+            np.testing.assert_allclose(g.reshape(wnt.shape), wnt, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="needs preact"):
+        ops.linear_backward(dy, x, w, activation=name)
+
+
 def test_reference_backward_matches_finite_differences(rng):
     x = rng.standard_normal((5, 4))
     w = rng.standard_normal((3, 4))

@@ -5,8 +5,6 @@ import math
 import numpy as np
 
 from pynn import _config, init, ops
-from pynn._config import backend_module
-from pynn.ops._activations import ACTIVATIONS
 from pynn.ops._validate import check_float
 from pynn.nn.module import Module, Parameter, is_grad_enabled
 
@@ -34,12 +32,6 @@ def _check_grad(grad, shape, name):
         raise ValueError(f"{name}.backward: grad_output has shape {grad.shape}, expected {shape} "
                          "(the shape of the forward output)")
     return grad
-
-
-def _plain(a, dtype=None):
-    """a is an ndarray (not a subclass), C-contiguous, of float32 or float64 (or of dtype)."""
-    return (type(a) is np.ndarray and a.flags.c_contiguous
-            and (a.dtype in (np.float32, np.float64) if dtype is None else a.dtype is dtype))
 
 
 def _accumulate(param, grad):
@@ -100,24 +92,13 @@ class Linear(Module):
         keep = is_grad_enabled()
         z = None
         act = None if activation is None else activation._fused
-        if _plain(w) and _plain(x2, w.dtype) and (b is None or _plain(b, w.dtype)) \
-                and x2.shape[0]:
-            # the layer's own arrays, already checked: straight to the kernel (one call,
-            # as ops.linear would make after its checks)
-            code = 0 if act is None else ACTIVATIONS.index(act[0])
-            y = np.empty((x2.shape[0], self.out_features), w.dtype)
-            if keep and code:
-                z = np.empty_like(y)
-            backend_module().gemm_fused(y, x2, w, False, True, 1.0, 0.0, b, code,
-                                        0.01 if act is None else act[1], z)
-        elif activation is None:
+        if act is None:
             y = ops.linear(x2, w, b)
+        elif keep:
+            y, z = ops.linear(x2, w, b, activation=act[0], negative_slope=act[1],
+                              return_preact=True)
         else:
-            if keep:
-                y, z = ops.linear(x2, w, b, activation=act[0], negative_slope=act[1],
-                                  return_preact=True)
-            else:
-                y = ops.linear(x2, w, b, activation=act[0], negative_slope=act[1])
+            y = ops.linear(x2, w, b, activation=act[0], negative_slope=act[1])
         self._cache = (x2, z, act, lead) if keep else None
         return y.reshape(lead + (self.out_features,))
 
@@ -128,52 +109,17 @@ class Linear(Module):
         dy = _check_grad(grad_output, lead + (self.out_features,), "Linear")
         dz = dy.reshape(-1, self.out_features)
         w, b = self.weight, self.bias
-        if self._backward_in_one_call(dz, x2, z, act, input_grad):
-            return self._dx.reshape(lead + (self.in_features,)) if input_grad else None
-        if act is not None:
-            dz = ops.activation_backward(dz, z, act[0], negative_slope=act[1])
         dw_in = w.grad if w.requires_grad else None
         db_in = None if b is None or not b.requires_grad else b.grad
-        dx, dw, db = ops.linear_backward(dz, x2, w.data, dw=dw_in, db=db_in,
-                                         compute_dx=input_grad, has_bias=b is not None)
+        dx, dw, db = ops.linear_backward(
+            dz, x2, w.data, dw=dw_in, db=db_in, compute_dx=input_grad, has_bias=b is not None,
+            preact=z, activation=None if act is None else act[0],
+            negative_slope=0.01 if act is None else act[1])
         if w.requires_grad:
             w.grad = dw
         if b is not None and b.requires_grad:
             b.grad = db
         return dx.reshape(lead + (self.in_features,)) if input_grad else None
-
-    def _backward_in_one_call(self, dy, x2, z, act, input_grad):
-        """The whole backward pass as one backend call (linear_backward) when every array
-        is already of the weight's dtype and C-contiguous; leaves dx in self._dx. Returns
-        False, having done nothing, for anything else (ops.linear_backward handles it)."""
-        w, b = self.weight, self.bias
-        dw, db = w.grad, None if b is None else b.grad
-        dtype = w.data.dtype
-        if not (w.requires_grad and (b is None or b.requires_grad) and _plain(dy, dtype)
-                and _plain(x2, dtype) and _plain(w.data) and (z is None or _plain(z, dtype))):
-            return False
-        grads = [dw] if b is None else [dw, db]
-        fresh = all(g is None for g in grads)
-        if not fresh:
-            # accumulating into the existing gradients: only into plain arrays apart from
-            # every input (ops.linear_backward explains what is wrong with the others)
-            if not all(_plain(g, dtype) for g in grads) or any(
-                    np.may_share_memory(g, a) for g in grads for a in (dy, x2, w.data)):
-                return False
-        if fresh:
-            dw = np.empty(w.data.shape, dtype)
-            db = None if b is None else np.empty(b.data.shape, dtype)
-        code = 0 if act is None else ACTIVATIONS.index(act[0])
-        dx = np.empty(x2.shape, dtype) if input_grad else None
-        dz = np.empty(dy.shape, dtype) if code else None
-        backend_module().linear_backward(dx, dw, db, dz, dy, x2, w.data, z, code,
-                                         0.01 if act is None else act[1], not fresh)
-        if fresh:
-            w.grad = dw
-            if b is not None:
-                b.grad = db
-        self._dx = dx
-        return True
 
     def get_config(self):
         return {"in_features": self.in_features, "out_features": self.out_features,

@@ -16,6 +16,7 @@ from pynn._config import backend_module
 from . import _validate as v
 from ._activations import ACTIVATIONS, activation_code
 from ._eltwise import activation as _activation
+from ._eltwise import activation_backward as _activation_backward
 
 __all__ = ["matmul", "linear", "linear_backward"]
 
@@ -230,16 +231,49 @@ def _grad_buffer(g, name, shape, dtype, inputs):
     return _matrix(g, dtype)[0] is g
 
 
-def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=True):
+def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=True,
+                    preact=None, activation=None, negative_slope=0.01):
     """Gradients of z = x @ w.T + b: returns (dx, dw, db).
 
-    dy (..., out_features) is the gradient with respect to z (activation backward already
-    applied), x (..., in_features) the forward input, w (out_features, in_features).
-    dx = dy @ w (x's shape), or None when compute_dx is False; dw = dy.T @ x over the
-    flattened leading axes; db = dy summed over them, or None when has_bias is False.
+    dy (..., out_features) is the gradient with respect to z, x (..., in_features) the
+    forward input, w (out_features, in_features). With an `activation` (a name, as in
+    linear), dy is the gradient with respect to act(z) instead and preact (dy's shape)
+    must be z: dy * act'(z) is taken first, in the same call.
+    dx = dz @ w (x's shape), or None when compute_dx is False; dw = dz.T @ x over the
+    flattened leading axes; db = dz summed over them, or None when has_bias is False.
     Passing dw or db ACCUMULATES into those arrays in place (as layers accumulate into
     Parameter.grad) and returns them.
     """
+    code = _CODES.get(activation) if activation is None or type(activation) is str else None
+    if code is not None and type(dy) is np.ndarray and type(x) is np.ndarray \
+            and type(w) is np.ndarray and dy.ndim == 2 and x.ndim == 2 and w.ndim == 2 \
+            and x.dtype in v.NATIVE_DTYPES and dy.dtype is x.dtype and w.dtype is x.dtype \
+            and dy.shape == (x.shape[0], w.shape[0]) and w.shape[1] == x.shape[1] \
+            and dy.flags.c_contiguous and x.flags.c_contiguous and w.flags.c_contiguous \
+            and (code == 0 or (type(preact) is np.ndarray and preact.dtype is x.dtype
+                               and preact.shape == dy.shape and preact.flags.c_contiguous)) \
+            and type(negative_slope) is float and -math.inf < negative_slope < math.inf \
+            and (has_bias or db is None):
+        # the common case (a layer's own arrays): activation, dx, dw and db in one
+        # backend call, checked in as few steps as possible (see matmul)
+        inputs = (("dy", dy), ("x", x), ("w", w), ("preact", preact))
+        fresh = dw is None and db is None
+        if fresh or (dw is not None and (db is not None or not has_bias)
+                     and _grad_buffer(dw, "dw", w.shape, x.dtype, inputs)
+                     and (db is None or _grad_buffer(db, "db", (w.shape[0],), x.dtype, inputs))):
+            if fresh:
+                dw = np.empty(w.shape, x.dtype)
+                db = np.empty(w.shape[0], x.dtype) if has_bias else None
+            gx = np.empty(x.shape, x.dtype) if compute_dx else None
+            dz = np.empty(dy.shape, x.dtype) if code else None
+            backend_module().linear_backward(gx, dw, db, dz, dy, x, w, preact, code,
+                                             negative_slope, not fresh)
+            return gx, dw, db
+    if activation is not None:
+        if preact is None:
+            raise ValueError("linear_backward: an activation needs preact, the forward "
+                             "pre-activation")
+        dy = _activation_backward(dy, preact, activation, negative_slope=negative_slope)
     compute_dx = bool(compute_dx)
     has_bias = bool(has_bias)
     dy = v.asarray(dy, "dy")
