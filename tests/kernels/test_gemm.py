@@ -338,6 +338,47 @@ def test_matmul_views_and_layouts(dtype, rng):
                                    np.matmul(np.swapaxes(s, 1, 2), s), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("backend", ["native", "numpy"])
+def test_matmul_2d_takes_two_float_matrices_and_nothing_else(backend, dtype, rng):
+    """The backends' one-call product (ops.matmul's fast path): a new C-contiguous result
+    for any layout the kernels read (rows or columns contiguous, padded, empty), None for
+    what ops.matmul's general path must handle, and the operands untouched."""
+    if backend == "native" and not _native.AVAILABLE:
+        pytest.skip("native backend not built")
+    kernels = _native if backend == "native" else reference
+    base = rng.standard_normal((40, 60)).astype(dtype)
+    other = rng.standard_normal((60, 50)).astype(dtype)
+    for x in (base, base[:, :30], base.T[:30], base[5:6], base[:, :1], base[:0],
+              np.asfortranarray(base), base[:, :0]):
+        y = other[:x.shape[1]]
+        for a, b in ((x, y), (y.T, x.T)):
+            a0, b0 = a.copy(), b.copy()
+            got = kernels.matmul_2d(a, b)
+            assert got.shape == (a.shape[0], b.shape[1]) and got.dtype == dtype
+            assert got.flags.c_contiguous
+            np.testing.assert_allclose(got, np.matmul(a0, b0), rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(a, a0)
+            np.testing.assert_array_equal(b, b0)
+    other_dtype = np.float64 if dtype == np.float32 else np.float32
+    refused = [(base[0], other), (base, other[:, 0]), (base[None], other),
+               (base, other.astype(other_dtype)), (base.astype(np.float16), other),
+               (base.astype(np.int64), other.astype(np.int64)),
+               (base.astype(object), other.astype(object)), (base[:, :59], other),
+               (base.view(np.matrix), other), (base.tolist(), other),
+               (base.astype(base.dtype.newbyteorder()), other)]
+    for a, b in refused:
+        assert kernels.matmul_2d(a, b) is None
+    # rows and columns both strided: native leaves the copy to the general path
+    strided = base[::2, ::3]
+    result = kernels.matmul_2d(strided, other[:20])
+    if backend == "native":
+        assert result is None
+    else:
+        np.testing.assert_allclose(result, strided @ other[:20], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(ops.matmul(strided, other[:20]), strided @ other[:20],
+                               rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("ta,tb", [(np.int64, np.int64), (np.int32, np.float32),
                                    (np.bool_, np.bool_), (np.complex128, np.float64),
                                    (np.float16, np.float16), (np.float32, np.float64),

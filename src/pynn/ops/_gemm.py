@@ -85,16 +85,11 @@ def matmul(a, b, out=None):
     broadcast, a 1-D operand promoted to a row (a) or a column (b) and that axis dropped
     from the result. The result dtype is NumPy's; `out` (casting 'same_kind') must not
     overlap a or b, where NumPy would make a copy first (a ValueError here)."""
-    if out is None and type(a) is np.ndarray and type(b) is np.ndarray and a.ndim == 2 \
-            and b.ndim == 2 and a.dtype is b.dtype and a.dtype in v.NATIVE_DTYPES:
-        # the common case, checked in as few steps as possible: small products take
-        # microseconds, and this path is most of their cost
-        (m, k), n = a.shape, b.shape[1]
-        if b.shape[0] == k and m and n:
-            c = np.empty((m, n), a.dtype)
-            sa, ta = _operand(a)
-            sb, tb = _operand(b)
-            backend_module().gemm_fused(c, sa, sb, ta, tb, 1.0, 0.0, None, 0, 0.0, None)
+    if out is None and type(a) is np.ndarray and type(b) is np.ndarray:
+        # the common case, two float matrices, checked and computed by one backend call:
+        # small products take microseconds, and Python-level checks would double that
+        c = backend_module().matmul_2d(a, b)
+        if c is not None:
             return c
     a = v.asarray(a, "a")
     b = v.asarray(b, "b")

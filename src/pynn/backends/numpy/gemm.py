@@ -13,7 +13,7 @@ import numpy as np
 
 from .eltwise import act_backward, act_forward
 
-__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum", "linear_backward"]
+__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum", "linear_backward", "matmul_2d"]
 
 
 def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope,
@@ -41,6 +41,22 @@ def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negativ
     y = np.empty_like(z)
     act_forward(y.reshape(-1), z.reshape(-1), activation, negative_slope)
     c[...] = y
+
+
+def matmul_2d(a, b):
+    """a @ b as a new C-contiguous (m, n) array, for NumPy arrays (not subclasses) a (m, k)
+    and b (k, n) of one dtype, float32 or float64, in the byte order of the machine.
+    Anything else gives None, and the caller (ops.matmul) takes its general path; the
+    native version also gives None for operands with neither rows nor columns contiguous,
+    which that path copies first."""
+    if type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2:
+        return None
+    if a.dtype not in _NATIVE or b.dtype is not a.dtype or a.shape[1] != b.shape[0]:
+        return None
+    return np.matmul(a, b)
+
+
+_NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def gemm_batched(c, a, b, trans_a, trans_b, alpha, beta):
