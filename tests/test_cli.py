@@ -86,6 +86,17 @@ def test_bench_delegates_to_pynn_bench(monkeypatch):
     assert seen == [["train", "--quick"]]
 
 
+@pytest.mark.parametrize("module", ["gemm", "train"])
+def test_bench_refuses_zero_rounds(module, capsys):
+    import importlib
+
+    bench = importlib.import_module(f"pynn.bench.{module}")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--rounds", "0"])
+    assert exc.value.code == 2
+    assert "--rounds must be at least 1" in capsys.readouterr().err
+
+
 def test_python_dash_m_entry_point():
     env = dict(os.environ, PYTHONPATH=os.path.abspath(SRC))
     result = subprocess.run([sys.executable, "-m", "pynn", "train", "--help"], env=env,

@@ -1,6 +1,6 @@
 """GEMM: GFLOP/s and % of the machine's float32 FMA peak, pynn vs NumPy's BLAS vs PyTorch.
 
-    python -m pynn bench gemm [--quick] [--threads N]     (about 2 minutes; --quick: 1)
+    python -m pynn bench gemm [--quick] [--threads N] [--rounds R]   (about 2 minutes; --quick: 1)
 
 Shapes: the three products of each layer of a 784-512-256-10 MLP at batch 32, 128 and 512
 -- forward x @ w.T (NT), input gradient dy @ w (NN), weight gradient dy.T @ x (TN), with
@@ -116,7 +116,13 @@ def main(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter batches")
     parser.add_argument("--threads", type=int, default=None, help="threads for every library")
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="turns each library takes per shape, the best counting "
+                             "(default 6; --quick 2): more catch more quiet moments on a "
+                             "shared machine")
     args = parser.parse_args(argv)
+    if args.rounds is not None and args.rounds < 1:
+        parser.error("--rounds must be at least 1")
     if args.threads is not None:
         pynn.set_num_threads(args.threads)
     nthreads = pynn.get_num_threads()
@@ -130,7 +136,9 @@ def main(argv=None):
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(nthreads)
-    rounds, min_time = (2, 0.02) if args.quick else (4, 0.04)
+    rounds, min_time = (2, 0.02) if args.quick else (6, 0.03)
+    if args.rounds is not None:
+        rounds = args.rounds
     print(f"pynn {pynn.__version__} ({_native.get_isa()}, {nthreads} threads), numpy "
           f"{np.__version__} (BLAS threads: {_blas_threads()})"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
