@@ -9,48 +9,33 @@
 
 #include "gemm/kernel.h"
 
-void gemm_pack_copy_f32(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k, int w)
-{
-    float *dst = (float *)dst_;
-    const float *src = (const float *)src_;
-    for (int64_t p = 0; p < k; p++) {
-        memcpy(dst + p * w, src + p * ld, (size_t)mn * sizeof(float));
-        for (int64_t x = mn; x < w; x++)
-            dst[p * w + x] = 0.0f;
+/* The packing routines for one float type T with suffix S (f32, f64): written once,
+ * defined twice below. */
+#define GEMM_PACKERS(T, S)                                                                 \
+    void gemm_pack_copy_##S(void *dst_, const void *src_, int64_t ld, int64_t mn,         \
+                            int64_t k, int w)                                              \
+    {                                                                                      \
+        T *dst = (T *)dst_;                                                                \
+        const T *src = (const T *)src_;                                                    \
+        for (int64_t p = 0; p < k; p++) {                                                  \
+            memcpy(dst + p * w, src + p * ld, (size_t)mn * sizeof(T));                     \
+            for (int64_t x = mn; x < w; x++)                                               \
+                dst[p * w + x] = 0;                                                        \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    void gemm_pack_trans_##S(void *dst_, const void *src_, int64_t ld, int64_t mn,        \
+                             int64_t k, int w)                                             \
+    {                                                                                      \
+        T *dst = (T *)dst_;                                                                \
+        const T *src = (const T *)src_;                                                    \
+        for (int64_t p = 0; p < k; p++) {                                                  \
+            for (int64_t x = 0; x < mn; x++)                                               \
+                dst[p * w + x] = src[x * ld + p];                                          \
+            for (int64_t x = mn; x < w; x++)                                               \
+                dst[p * w + x] = 0;                                                        \
+        }                                                                                  \
     }
-}
 
-void gemm_pack_trans_f32(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k, int w)
-{
-    float *dst = (float *)dst_;
-    const float *src = (const float *)src_;
-    for (int64_t p = 0; p < k; p++) {
-        for (int64_t x = 0; x < mn; x++)
-            dst[p * w + x] = src[x * ld + p];
-        for (int64_t x = mn; x < w; x++)
-            dst[p * w + x] = 0.0f;
-    }
-}
-
-void gemm_pack_copy_f64(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k, int w)
-{
-    double *dst = (double *)dst_;
-    const double *src = (const double *)src_;
-    for (int64_t p = 0; p < k; p++) {
-        memcpy(dst + p * w, src + p * ld, (size_t)mn * sizeof(double));
-        for (int64_t x = mn; x < w; x++)
-            dst[p * w + x] = 0.0;
-    }
-}
-
-void gemm_pack_trans_f64(void *dst_, const void *src_, int64_t ld, int64_t mn, int64_t k, int w)
-{
-    double *dst = (double *)dst_;
-    const double *src = (const double *)src_;
-    for (int64_t p = 0; p < k; p++) {
-        for (int64_t x = 0; x < mn; x++)
-            dst[p * w + x] = src[x * ld + p];
-        for (int64_t x = mn; x < w; x++)
-            dst[p * w + x] = 0.0;
-    }
-}
+GEMM_PACKERS(float, f32)
+GEMM_PACKERS(double, f64)

@@ -203,21 +203,28 @@ cdef object _ndarray = np.ndarray, _empty = np.empty
 cdef object _float32 = np.dtype(np.float32), _float64 = np.dtype(np.float64)
 
 
-cdef bint as_operand(const Py_buffer *v, int64_t *ld, bint *trans) noexcept:
-    """The leading dimension and transpose flag with which the kernels read the 2-D array
-    in v (rows contiguous, or columns: the rows of its transpose); False for any other
-    layout (negative, zero or odd strides)."""
+cdef bint as_operand(const Py_buffer *v, Matrix *x, bint *trans) noexcept:
+    """Describes the 2-D array in v as the kernels read it: itself when its rows are
+    contiguous, else its transpose (stored x, trans set) when its columns are; False for
+    any other layout (negative, zero or odd strides)."""
     cdef Py_ssize_t item = v.itemsize, r = v.shape[0], c = v.shape[1]
     cdef Py_ssize_t s0 = v.strides[0], s1 = v.strides[1]
     if (c <= 1 or s1 == item) and (r <= 1 or (s0 >= c * item and s0 % item == 0)):
         trans[0] = False
-        ld[0] = s0 // item if r > 1 and s0 > 0 else (c if c > 1 else 1)
-        return True
-    if (r <= 1 or s0 == item) and (c <= 1 or (s1 >= r * item and s1 % item == 0)):
+        x.rows, x.cols = r, c
+        x.ld = s0 // item if r > 1 and s0 > 0 else (c if c > 1 else 1)
+    elif (r <= 1 or s0 == item) and (c <= 1 or (s1 >= r * item and s1 % item == 0)):
         trans[0] = True
-        ld[0] = s1 // item if c > 1 and s1 > 0 else (r if r > 1 else 1)
-        return True
-    return False
+        x.rows, x.cols = c, r
+        x.ld = s1 // item if c > 1 and s1 > 0 else (r if r > 1 else 1)
+    else:
+        return False
+    x.kind = b"f" if item == 4 else b"d"
+    x.data = <char *>v.buf
+    x.ndim = 2
+    x.count = 1
+    x.stride = 0
+    return True
 
 
 def matmul_2d(a, b):
@@ -230,42 +237,26 @@ def matmul_2d(a, b):
     dtype = (<object>a).dtype
     if (dtype is not _float32 and dtype is not _float64) or (<object>b).dtype is not dtype:
         return None
-    cdef Py_buffer va, vb, vc
-    cdef int64_t lda, ldb
+    cdef Operands ops
+    cdef Matrix A, B, C
     cdef bint ta, tb
-    cdef int status = 0, nt
-    cdef bint single = dtype is _float32
-    cdef Py_ssize_t m, n, k
-    PyObject_GetBuffer(a, &va, PyBUF_RECORDS_RO)
+    ops.held = 0
     try:
-        PyObject_GetBuffer(b, &vb, PyBUF_RECORDS_RO)
-        try:
-            if va.ndim != 2 or vb.ndim != 2 or va.shape[1] != vb.shape[0] \
-                    or not as_operand(&va, &lda, &ta) or not as_operand(&vb, &ldb, &tb):
-                return None
-            m, k, n = va.shape[0], va.shape[1], vb.shape[1]
-            c = _empty((m, n), dtype)
-            if m == 0 or n == 0:
-                return c
-            PyObject_GetBuffer(c, &vc, PyBUF_RECORDS)
-            nt = _num_threads()
-            with nogil:
-                if single:
-                    status = pynn_gemm_f32(<float *>vc.buf, n, NULL, 0, <const float *>va.buf,
-                                           lda, <const float *>vb.buf, ldb, NULL, ta, tb, 1.0,
-                                           0.0, 0, 0.0, m, n, k, nt)
-                else:
-                    status = pynn_gemm_f64(<double *>vc.buf, n, NULL, 0,
-                                           <const double *>va.buf, lda,
-                                           <const double *>vb.buf, ldb, NULL, ta, tb, 1.0,
-                                           0.0, 0, 0.0, m, n, k, nt)
-            PyBuffer_Release(&vc)
-            check_status(status, "matmul_2d")
-            return c
-        finally:
-            PyBuffer_Release(&vb)
+        PyObject_GetBuffer(a, &ops.views[0], PyBUF_RECORDS_RO)
+        ops.held = 1
+        PyObject_GetBuffer(b, &ops.views[1], PyBUF_RECORDS_RO)
+        ops.held = 2
+        if ops.views[0].ndim != 2 or ops.views[1].ndim != 2 \
+                or ops.views[0].shape[1] != ops.views[1].shape[0] \
+                or not as_operand(&ops.views[0], &A, &ta) \
+                or not as_operand(&ops.views[1], &B, &tb):
+            return None
+        c = _empty((ops.views[0].shape[0], ops.views[1].shape[1]), dtype)
+        take(&ops, &C, c, "c", True, 2)
+        _gemm_fused(&C, &A, &B, ta, tb, 1.0, 0.0, NULL, 0, 0.0, NULL)
+        return c
     finally:
-        PyBuffer_Release(&va)
+        release(&ops)
 
 
 def gemm_batched(c, a, b, bint trans_a, bint trans_b, double alpha, double beta):

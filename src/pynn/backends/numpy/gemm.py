@@ -26,14 +26,7 @@ def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negativ
     (m, n) or None; receives the value before the activation (what backward needs).
     beta == 0 never reads c, which may then hold anything, NaN included.
     """
-    opa = a.T if trans_a else a
-    opb = b.T if trans_b else b
-    dtype = c.dtype.type
-    z = np.matmul(opa, opb)
-    if alpha != 1:
-        z *= dtype(alpha)
-    if beta != 0:
-        z += dtype(beta) * c
+    z = _scaled_product(c, a.T if trans_a else a, b.T if trans_b else b, alpha, beta)
     if bias is not None:
         z += bias
     if preact is not None:
@@ -59,6 +52,17 @@ def matmul_2d(a, b):
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def _scaled_product(c, opa, opb, alpha, beta):
+    """alpha * opa @ opb + beta * c in c's dtype, c not read when beta == 0."""
+    dtype = c.dtype.type
+    z = np.matmul(opa, opb)
+    if alpha != 1:
+        z *= dtype(alpha)
+    if beta != 0:
+        z += dtype(beta) * c
+    return z
+
+
 def gemm_batched(c, a, b, trans_a, trans_b, alpha, beta):
     """c[e] = alpha * op(a[e]) @ op(b[e]) + beta * c[e] for every e, in place.
 
@@ -66,15 +70,8 @@ def gemm_batched(c, a, b, trans_a, trans_b, alpha, beta):
     (batch or 1, k, n), or (batch or 1, n, k) when trans_b. One matrix in a or b is
     shared by the whole batch. beta == 0 never reads c.
     """
-    opa = np.swapaxes(a, 1, 2) if trans_a else a
-    opb = np.swapaxes(b, 1, 2) if trans_b else b
-    dtype = c.dtype.type
-    z = np.matmul(opa, opb)
-    if alpha != 1:
-        z *= dtype(alpha)
-    if beta != 0:
-        z += dtype(beta) * c
-    c[...] = z
+    c[...] = _scaled_product(c, np.swapaxes(a, 1, 2) if trans_a else a,
+                             np.swapaxes(b, 1, 2) if trans_b else b, alpha, beta)
 
 
 def gemm_colsum(db, dy, accumulate):
