@@ -234,6 +234,178 @@ def test_linear_backward_is_its_parts(isa, dtype, name, m, n, k, rng):
                                            atol=(1e-3 if dtype == np.float32 else 1e-10) * (m + 1))
 
 
+def _stack_case(rng, dtype, sizes, m, codes, with_bias, transposed):
+    """Input, weights and biases of a stack of linear layers; `transposed` stores x and the
+    even layers' weights column-major (views of transposes), as the GEMM takes them."""
+    def matrix(rows, cols, t):
+        a = rng.standard_normal((cols, rows) if t else (rows, cols)).astype(dtype)
+        return a.T if t else a
+    x = matrix(m, sizes[0], transposed)
+    ws = [matrix(o, i, transposed and j % 2 == 0) * dtype.type(0.3)
+          for j, (i, o) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    bs = [rng.standard_normal(o).astype(dtype) if b else None
+          for o, b in zip(sizes[1:], with_bias)]
+    return x, ws, bs, list(codes), [0.2] * len(codes)
+
+
+def _stored(a):
+    """(s, t): a as the kernels take it, a == s.T when t."""
+    return (a, False) if a.flags.c_contiguous else (a.T, True)
+
+
+@pytest.mark.parametrize("impl", [pytest.param(_native, marks=native), reference],
+                         ids=["native", "reference"])
+@pytest.mark.parametrize("sizes,m,codes,with_bias,transposed", [
+    ((7, 5), 3, (0,), (True,), False),
+    ((37, 50, 20, 10), 33, (1, 6, 0), (True, False, True), False),
+    ((16, 31, 9, 4, 12), 65, (2, 3, 4, 5), (False, True, True, False), True),
+    ((784, 64, 10), 1, (7, 1), (True, True), True)])
+def test_linear_stack_is_its_layers(impl, dtype, sizes, m, codes, with_bias, transposed, rng):
+    """linear_stack_forward and linear_stack_backward are, bit for bit, the same backend's
+    per-layer calls (gemm_fused forward; linear_backward, last layer first): new or
+    accumulated gradients, frozen ones skipped (False), dx or not."""
+    x, ws, bs, codes, slopes = _stack_case(rng, dtype, sizes, m, codes, with_bias, transposed)
+    ys, zs = impl.linear_stack_forward(x, ws, bs, codes, slopes, True)
+    cur, xs = x, [x]
+    for j, (w, b, code, slope) in enumerate(zip(ws, bs, codes, slopes)):
+        y = np.empty((m, w.shape[0]), dtype)
+        z = np.empty_like(y) if code else None
+        (sx, tx), (sw, tw) = _stored(cur), _stored(w)
+        impl.gemm_fused(y, sx, sw, tx, not tw, 1.0, 0.0, b, code, slope, z)
+        np.testing.assert_array_equal(ys[j], y)
+        assert (zs[j] is None) == (code == 0)
+        if code:
+            np.testing.assert_array_equal(zs[j], z)
+        cur = y
+        xs.append(y)
+    xs.pop()
+    ys2, zs2 = impl.linear_stack_forward(x, ws, bs, codes, slopes, False)
+    assert all(z is None for z in zs2)
+    np.testing.assert_array_equal(ys2[-1], ys[-1])
+
+    dy = rng.standard_normal(ys[-1].shape).astype(dtype)
+    count = len(ws)
+    given_w = [rng.standard_normal(w.shape).astype(dtype) for w in ws]
+    given_b = [rng.standard_normal(w.shape[0]).astype(dtype) for w in ws]
+    for pattern in range(3):
+        # 0: all new; 1: all accumulated into; 2: mixed, with frozen weights and biases
+        dws = [None if pattern == 0 or (pattern == 2 and j % 2) else
+               (False if pattern == 2 and j == 0 else given_w[j].copy()) for j in range(count)]
+        dbs = [False if bs[j] is None or (pattern == 2 and j == count - 1) else
+               (None if pattern == 0 else given_b[j].copy()) for j in range(count)]
+        before_w = [d if d is None or d is False else d.copy() for d in dws]
+        before_b = [d if d is None or d is False else d.copy() for d in dbs]
+        input_grad = pattern != 1
+        dx, gws, gbs = impl.linear_stack_backward(dy, xs, ws, zs, codes, slopes, dws, dbs,
+                                                  input_grad)
+        g = dy
+        for j in range(count - 1, -1, -1):
+            # linear_backward's parts (a test above checks that it is them), on operands
+            # as stored
+            dz = g
+            if codes[j]:
+                dz = np.empty_like(g)
+                impl.act_backward(dz.reshape(-1), g.reshape(-1), zs[j].reshape(-1), codes[j],
+                                  slopes[j])
+            (sx, tx), (sw, tw) = _stored(xs[j]), _stored(ws[j])
+            want_dx = None
+            if j or input_grad:
+                want_dx = np.empty(xs[j].shape, dtype)
+                impl.gemm_fused(want_dx, dz, sw, False, tw, 1.0, 0.0, None, 0, 0.0, None)
+            if before_w[j] is False:
+                assert gws[j] is None
+            else:
+                add = before_w[j] is not None
+                want = before_w[j].copy() if add else np.full(ws[j].shape, np.nan, dtype)
+                impl.gemm_fused(want, dz, sx, True, tx, 1.0, float(add), None, 0, 0.0, None)
+                np.testing.assert_array_equal(gws[j], want)
+                assert (gws[j] is dws[j]) == add
+            if before_b[j] is False:
+                assert gbs[j] is None
+            else:
+                add = before_b[j] is not None
+                want = before_b[j].copy() if add else np.full(ws[j].shape[0], np.nan, dtype)
+                impl.gemm_colsum(want, dz, add)
+                np.testing.assert_array_equal(gbs[j], want)
+                assert (gbs[j] is dbs[j]) == add
+            g = want_dx
+        if input_grad:
+            np.testing.assert_array_equal(dx, g)
+        else:
+            assert dx is None
+
+
+@native
+def test_linear_stack_native_matches_reference(dtype, rng):
+    x, ws, bs, codes, slopes = _stack_case(rng, dtype, (20, 30, 12, 5), 17, (1, 5, 0),
+                                           (True, False, True), True)
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-10)
+    out = {}
+    for impl in (_native, reference):
+        ys, zs = impl.linear_stack_forward(x, ws, bs, codes, slopes, True)
+        dy = np.linspace(-1, 1, ys[-1].size).reshape(ys[-1].shape).astype(dtype)
+        out[impl] = ys + [z for z in zs if z is not None] + [
+            a for part in impl.linear_stack_backward(dy, [x] + ys[:-1], ws, zs, codes, slopes,
+                                                     [None] * 3, [None, False, None], True)
+            for a in (part if isinstance(part, list) else [part]) if a is not None]
+    assert len(out[_native]) == len(out[reference])
+    for got, want in zip(out[_native], out[reference]):
+        np.testing.assert_allclose(got, want, **tol)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("impl", [pytest.param(_native, marks=native), reference],
+                         ids=["native", "reference"])
+def test_linear_stack_refuses_what_it_does_not_take(impl, rng):
+    """None, with nothing computed or written, for anything the stack calls do not take
+    (the layers then run one by one); an unknown activation code is an error."""
+    f = np.float32
+    x, ws, bs, codes, slopes = _stack_case(rng, np.dtype(f), (6, 5, 4), 3, (1, 0),
+                                           (True, True), False)
+    fwd = impl.linear_stack_forward
+    assert fwd(x, ws, bs, codes, slopes, True) is not None
+    for args in [(x.astype(np.float64), ws, bs), (x.astype(f, order="C")[:, ::2], ws, bs),
+                 (x[:0], ws, bs), (x[:, :5], ws, bs), (x, [], []), (x, ws, bs[:1]),
+                 (x, tuple(ws), bs), (x, [ws[0], ws[1].astype(np.float64)], bs),
+                 (x, [ws[0], ws[1][:, :3]], bs), (x, ws, [bs[0], bs[1][:3]]),
+                 (x, ws, [bs[0], np.repeat(bs[1], 2)[::2]]), (x.tolist(), ws, bs),
+                 (x.astype(">f4"), ws, bs), (np.matrix(x), ws, bs)]:
+        assert fwd(*args, codes, slopes, True) is None
+    assert fwd(x, ws, bs, codes, [0.2, float("inf")], True) is None
+    with pytest.raises(ValueError, match="activation code"):
+        fwd(x, ws, bs, [1, 99], slopes, True)
+
+    ys, zs = fwd(x, ws, bs, codes, slopes, True)
+    xs, dy = [x, ys[0]], np.ones_like(ys[1])
+    bwd = impl.linear_stack_backward
+    dw0, db0 = np.ones_like(ws[0]), np.ones_like(bs[0])
+    ro = np.ones_like(ws[1])
+    ro.flags.writeable = False
+    for args in [dict(dy=dy.T.copy().T), dict(dy=dy.astype(np.float64)), dict(dy=dy[:2]),
+                 dict(xs=[x]), dict(xs=[x[:2], ys[0][:2]]), dict(zs=[None, None]),
+                 dict(dws=[ws[0], None]), dict(dws=[dw0, ro]), dict(dws=[dw0, ws[1].T]),
+                 dict(dws=[dw0[:, :5], None]), dict(dbs=[db0, dy[0]]),
+                 dict(dws=[dw0, ys[0][:, :0]]), dict(dbs=[db0, np.ones(4, np.float64)]),
+                 dict(dws=[x[:, :0], None])]:
+        call = dict(dy=dy, xs=xs, zs=zs, dws=[dw0, None], dbs=[db0, None])
+        call.update(args)
+        before = (dw0.copy(), db0.copy())
+        assert bwd(call["dy"], call["xs"], ws, call["zs"], codes, slopes, call["dws"],
+                   call["dbs"], True) is None, args
+        np.testing.assert_array_equal(dw0, before[0])
+        np.testing.assert_array_equal(db0, before[1])
+    # a gradient inside an input array (here the weights) is refused, not written
+    w_big = np.ones((10, 6), f)
+    ws_view = [w_big[:5], ws[1]]
+    assert bwd(dy, xs, ws_view, zs, codes, slopes, [w_big[5:], None], [None, None],
+               True) is not None
+    np.testing.assert_array_equal(w_big[:5], 1)
+    before = w_big.copy()
+    assert bwd(dy, xs, ws_view, zs, codes, slopes, [w_big[:5], None], [None, None],
+               True) is None
+    np.testing.assert_array_equal(w_big, before)
+
+
 @native
 def test_linear_backward_refuses_bad_arrays(rng):
     f = np.float32

@@ -113,28 +113,105 @@ def test_torch_training_gradients_match(backend):
 
 
 def test_linear_and_activation_run_as_one_fused_call(monkeypatch):
-    """Forward: one GEMM per Linear, the activation in its epilogue, no separate
-    element-wise call; backward: one linear_backward call per Linear."""
+    """A Sequential of Linear layers (activations fused) runs its forward in one
+    linear_stack_forward call and its backward in one linear_stack_backward call. With any
+    other step in it, each Linear is one GEMM with the activation in its epilogue (no
+    separate element-wise call) and one linear_backward call. Both give the same bits."""
     from pynn._config import backend_module
     from pynn.ops._activations import ACTIVATIONS
 
     kernels = backend_module()
     calls = []
-    for name in ("gemm_fused", "act_forward", "act_backward", "linear_backward"):
+    names = ("gemm_fused", "act_forward", "act_backward", "linear_backward",
+             "linear_stack_forward", "linear_stack_backward")
+    for name in names:
         real = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _n=name, _f=real: calls.append(
             (_n, a[8] if _n in ("gemm_fused", "linear_backward") else None)) or _f(*a))
-    model = nn.Sequential(nn.Linear(4, 5), nn.LeakyReLU(0.2), nn.Linear(5, 3))
-    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
-    y = model(x)
     leaky = ACTIVATIONS.index("leaky_relu")
-    assert calls == [("gemm_fused", leaky), ("gemm_fused", 0)]
-    calls.clear()
-    model.backward(np.ones_like(y))
-    assert calls == [("linear_backward", 0), ("linear_backward", leaky)]
+    x = np.random.default_rng(0).standard_normal((2, 4)).astype(np.float32)
+    results = []
+    for tail in ([], [nn.Identity()]):
+        pynn.manual_seed(3)
+        model = nn.Sequential(nn.Linear(4, 5), nn.LeakyReLU(0.2), nn.Linear(5, 3), *tail)
+        calls.clear()
+        y = model(x)
+        # (the reference's stack calls its own gemm_fused, not the one patched here)
+        assert calls == ([("linear_stack_forward", None)] if not tail else
+                         [("gemm_fused", leaky), ("gemm_fused", 0)])
+        calls.clear()
+        dx = model.backward(np.ones_like(y))
+        assert calls == ([("linear_stack_backward", None)] if not tail else
+                         [("linear_backward", 0), ("linear_backward", leaky)])
+        results.append([y, dx] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
     monkeypatch.undo()
     unfused = model[2](model[1](model[0](x)))   # the same maths, module by module
-    np.testing.assert_allclose(y, unfused, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(results[0][0], unfused, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", ["plain", "frozen", "accumulate", "no_bias", "inputs"])
+def test_sequential_of_linears_is_its_layers_bit_for_bit(backend, case, monkeypatch):
+    """A Sequential of Linear layers runs forward and backward as one stack call; the
+    outputs, input gradient and parameter gradients are those of its layers run one by one
+    (the path any other Sequential takes), bit for bit: fresh or accumulated gradients,
+    frozen parameters, layers without bias, and inputs the stack call does not take
+    (3-D, another dtype, a list), which run layer by layer."""
+    import pynn.nn.containers as containers
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((9, 6)).astype(np.float32)
+    dy = rng.standard_normal((9, 3)).astype(np.float32)
+    runs = []
+    for stacked in (True, False):
+        if not stacked:
+            monkeypatch.setattr(containers, "_linear_stack", lambda steps: None)
+        pynn.manual_seed(11)
+        model = nn.Sequential(nn.Linear(6, 8, bias=case != "no_bias"), nn.GELU(),
+                              nn.Linear(8, 7), nn.LeakyReLU(0.3), nn.Linear(7, 3))
+        if case == "frozen":
+            model[0].weight.requires_grad = False
+            model[2].bias.requires_grad = False
+        inputs = x
+        if case == "inputs":
+            inputs = [x[None].astype(np.float64), x.tolist()]
+        out = []
+        for xi in (inputs if case == "inputs" else [inputs]):
+            y = model(xi)
+            g = dy.reshape(y.shape)
+            dx = model.backward(g)
+            out += [y, dx]
+            if case == "accumulate":
+                out += [model(x * 2), model.backward(dy[::-1].copy())]
+            out += [p.grad for p in model.parameters()]
+        if stacked:
+            assert (model._stack is not None) == (case != "inputs")
+        runs.append(out)
+        monkeypatch.undo()
+    assert len(runs[0]) == len(runs[1])
+    for a, b in zip(*runs):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a, b)
+
+
+def test_sequential_stack_keeps_the_layers_usable(backend):
+    """After a stacked forward each Linear's own backward works (its cache is set as its
+    forward sets it); in no_grad nothing is kept."""
+    pynn.manual_seed(2)
+    model = nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 2))
+    x = np.random.default_rng(0).standard_normal((3, 4)).astype(np.float32)
+    model(x)
+    assert model._stack is not None
+    dx = model[2].backward(np.ones((3, 2), np.float32))
+    assert dx.shape == (3, 5) and model[2].weight.grad.shape == (2, 5)
+    model.zero_grad()
+    with nn.no_grad():
+        model(x)
+    assert model._stack is None and model[0]._cache is None
+    with pytest.raises(RuntimeError, match="call forward first"):
+        model.backward(np.ones((3, 2), np.float32))
 
 
 def test_sequential_container_behaviour():

@@ -448,3 +448,318 @@ def _fma_peak_gflops(int nthreads):
         status = pynn_gemm_fma_peak(&gflops, nthreads)
     check_status(status, "fma_peak")
     return gflops
+
+
+# -- a stack of linear layers in one call ------------------------------------------------
+#
+# nn.Sequential's forward and backward when every step is a Linear layer (with an optional
+# fused activation): the calls the layers would make one by one, made from here, with the
+# same arguments and so the same bits, without a few Python calls per layer in between. A
+# small model's training step is mostly those calls. Everything is checked before anything
+# is computed; what these functions do not take gives None (see pynn.backends.numpy.gemm).
+
+from libc.stdlib cimport free, malloc
+from libc.math cimport isfinite
+
+
+cdef struct Held:
+    # Buffers held for the whole call, released together at the end.
+    Py_buffer *views
+    Py_ssize_t count, cap
+
+
+cdef int held_init(Held *h, Py_ssize_t cap) except -1:
+    h.count = 0
+    h.cap = cap
+    h.views = <Py_buffer *>malloc(cap * sizeof(Py_buffer))
+    if h.views == NULL:
+        raise MemoryError()
+    return 0
+
+
+cdef Py_buffer *hold(Held *h, obj, bint writable) except NULL:
+    if h.count == h.cap:
+        raise RuntimeError("linear_stack: too many buffers")  # a bug here, not the caller's
+    PyObject_GetBuffer(obj, &h.views[h.count], PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
+    h.count += 1
+    return &h.views[h.count - 1]
+
+
+cdef void held_release(Held *h) noexcept:
+    cdef Py_ssize_t i
+    for i in range(h.count):
+        PyBuffer_Release(&h.views[i])
+    free(h.views)
+    h.views = NULL
+    h.count = 0
+
+
+cdef bint plain(obj, dtype, int ndim):
+    return type(obj) is _ndarray and (<object>obj).dtype is dtype and (<object>obj).ndim == ndim
+
+
+cdef bint hold_operand(Held *h, obj, dtype, Matrix *x, bint *trans,
+                       Py_ssize_t rows, Py_ssize_t cols) except -1:
+    """Holds a 2-D obj (rows, cols) of dtype with rows or columns contiguous, described as
+    the GEMM reads it; False for anything else."""
+    if not plain(obj, dtype, 2):
+        return False
+    cdef Py_buffer *v = hold(h, obj, False)
+    return v.shape[0] == rows and v.shape[1] == cols and as_operand(v, x, trans)
+
+
+cdef bint hold_rows(Held *h, obj, dtype, Matrix *x, Py_ssize_t rows, Py_ssize_t cols,
+                    bint writable) except -1:
+    """Holds a C-contiguous obj of dtype, (rows, cols), or (cols,) when rows is 0; False
+    for anything else (read-only, when writable)."""
+    if not plain(obj, dtype, 1 if rows == 0 else 2):
+        return False
+    if writable and not (<object>obj).flags.writeable:
+        return False
+    cdef Py_buffer *v = hold(h, obj, writable)
+    cdef Py_ssize_t item = v.itemsize
+    if rows == 0:
+        if v.shape[0] != cols or (cols > 1 and v.strides[0] != item):
+            return False
+        x.ndim, x.rows = 1, 1
+    else:
+        if v.shape[0] != rows or v.shape[1] != cols or (cols > 1 and v.strides[1] != item) \
+                or (rows > 1 and v.strides[0] != cols * item):
+            return False
+        x.ndim, x.rows = 2, rows
+    x.kind = b"f" if item == 4 else b"d"
+    x.data = <char *>v.buf
+    x.count, x.cols, x.stride = 1, cols, 0
+    x.ld = cols if cols > 1 else 1
+    return True
+
+
+cdef void extent(const Py_buffer *v, char **lo, char **hi) noexcept:
+    """The bytes [lo, hi) that v's elements lie in."""
+    cdef char *a = <char *>v.buf
+    cdef char *b = a + v.itemsize
+    cdef Py_ssize_t d, step
+    for d in range(v.ndim):
+        if v.shape[d] == 0:
+            lo[0] = hi[0] = a
+            return
+        step = (v.shape[d] - 1) * v.strides[d]
+        if step < 0:
+            a += step
+        else:
+            b += step
+    lo[0], hi[0] = a, b
+
+
+cdef bint apart(const Py_buffer *v, Held *h, Py_ssize_t inputs) noexcept:
+    """v shares no byte with the first `inputs` buffers held."""
+    cdef char *lo
+    cdef char *hi
+    cdef char *olo
+    cdef char *ohi
+    cdef Py_ssize_t i
+    extent(v, &lo, &hi)
+    for i in range(inputs):
+        extent(&h.views[i], &olo, &ohi)
+        if lo < ohi and olo < hi:
+            return False
+    return True
+
+
+cdef int read_codes(activations, slopes, Py_ssize_t count, int *codes,
+                    double *slope_values) except -1:
+    """Copies the activation codes and slopes; 1 if they are usable, 0 if not (a
+    non-finite slope), an error for an unknown code."""
+    if len(activations) != count or len(slopes) != count:
+        return 0
+    cdef Py_ssize_t i
+    for i in range(count):
+        codes[i] = activations[i]
+        if codes[i] < 0 or codes[i] >= ACT_COUNT:
+            raise ValueError(f"linear_stack: unknown activation code {codes[i]}")
+        slope_values[i] = slopes[i]
+        if not isfinite(slope_values[i]):
+            return 0
+    return 1
+
+
+def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
+    """Forward through linear layers with fused activations; see pynn.backends.numpy.gemm."""
+    if type(x) is not _ndarray or type(weights) is not list or type(biases) is not list:
+        return None
+    dtype = (<object>x).dtype
+    cdef Py_ssize_t count = len(weights)
+    if (dtype is not _float32 and dtype is not _float64) or count == 0 \
+            or len(biases) != count or (<object>x).ndim != 2:
+        return None
+    cdef Py_ssize_t m = (<object>x).shape[0], k = (<object>x).shape[1], n, i
+    if m == 0 or k == 0:
+        return None
+    cdef Held h
+    cdef Matrix X, Y, Z
+    cdef bint tx
+    cdef Matrix *W = <Matrix *>malloc(count * 2 * sizeof(Matrix))
+    cdef bint *tw = <bint *>malloc(count * sizeof(bint))
+    cdef int *codes = <int *>malloc(count * sizeof(int))
+    cdef double *slope_values = <double *>malloc(count * sizeof(double))
+    h.views = NULL
+    try:
+        if W == NULL or tw == NULL or codes == NULL or slope_values == NULL:
+            raise MemoryError()
+        if not read_codes(activations, slopes, count, codes, slope_values):
+            return None
+        held_init(&h, 1 + 4 * count)
+        if not hold_operand(&h, x, dtype, &X, &tx, m, k):
+            return None
+        for i in range(count):
+            w = weights[i]
+            if not plain(w, dtype, 2):
+                return None
+            n = (<object>w).shape[0]
+            if n == 0 or not hold_operand(&h, w, dtype, &W[i], &tw[i], n, k):
+                return None
+            b = biases[i]
+            W[count + i].data = NULL
+            if b is not None and not hold_rows(&h, b, dtype, &W[count + i], 0, n, False):
+                return None
+            k = n
+        ys, zs = [], []
+        for i in range(count):
+            n = (<object>weights[i]).shape[0]
+            y = _empty((m, n), dtype)
+            hold_rows(&h, y, dtype, &Y, m, n, True)
+            z = None
+            if keep and codes[i]:
+                z = _empty((m, n), dtype)
+                hold_rows(&h, z, dtype, &Z, m, n, True)
+            _gemm_fused(&Y, &X, &W[i], tx, not tw[i], 1.0, 0.0,
+                        &W[count + i] if W[count + i].data != NULL else NULL, codes[i],
+                        slope_values[i], &Z if z is not None else NULL)
+            ys.append(y)
+            zs.append(z)
+            X, tx = Y, False
+        return ys, zs
+    finally:
+        if h.views != NULL:
+            held_release(&h)
+        free(W)
+        free(tw)
+        free(codes)
+        free(slope_values)
+
+
+cdef int act_backward(const Matrix *DZ, const Matrix *G, const Matrix *P, int code,
+                      double slope) except -1:
+    cdef int64_t size = DZ.rows * DZ.cols
+    cdef int nt = _num_threads()
+    cdef int status
+    with nogil:
+        if DZ.kind == b"f":
+            status = pynn_act_backward_f32(<float *>DZ.data, <const float *>G.data,
+                                           <const float *>P.data, code, slope, size, nt)
+        else:
+            status = pynn_act_backward_f64(<double *>DZ.data, <const double *>G.data,
+                                           <const double *>P.data, code, slope, size, nt)
+    return check_status(status, "linear_stack_backward")
+
+
+def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, dbs,
+                          bint input_grad):
+    """Backward through linear_stack_forward's layers; see pynn.backends.numpy.gemm."""
+    if type(dy) is not _ndarray or type(xs) is not list or type(weights) is not list \
+            or type(preacts) is not list or type(dws) is not list or type(dbs) is not list:
+        return None
+    dtype = (<object>dy).dtype
+    cdef Py_ssize_t count = len(weights)
+    if (dtype is not _float32 and dtype is not _float64) or count == 0 or len(xs) != count \
+            or len(preacts) != count or len(dws) != count or len(dbs) != count:
+        return None
+    x0 = xs[0]
+    if not plain(x0, dtype, 2):
+        return None
+    cdef Py_ssize_t m = (<object>x0).shape[0], n, k, i, inputs
+    if m == 0:
+        return None
+    cdef Held h
+    cdef Matrix DY, G, DZ, DX, GW, GB
+    # per layer: x, w, preact, dw, db (the last two when added to)
+    cdef Matrix *M = <Matrix *>malloc(count * 5 * sizeof(Matrix))
+    cdef bint *trans = <bint *>malloc(count * 2 * sizeof(bint))
+    cdef int *codes = <int *>malloc(count * sizeof(int))
+    cdef double *slope_values = <double *>malloc(count * sizeof(double))
+    h.views = NULL
+    try:
+        if M == NULL or trans == NULL or codes == NULL or slope_values == NULL:
+            raise MemoryError()
+        if not read_codes(activations, slopes, count, codes, slope_values):
+            return None
+        held_init(&h, 1 + 9 * count)
+        # the inputs first (held in front, for the overlap checks), then the gradients
+        for i in range(count):
+            w = weights[i]
+            if not plain(w, dtype, 2):
+                return None
+            n, k = (<object>w).shape
+            if n == 0 or k == 0 or not hold_operand(&h, w, dtype, &M[5 * i + 1],
+                                                    &trans[2 * i + 1], n, k) \
+                    or not hold_operand(&h, xs[i], dtype, &M[5 * i], &trans[2 * i], m, k):
+                return None
+            if i and (<object>weights[i - 1]).shape[0] != k:
+                return None
+            if codes[i] and not hold_rows(&h, preacts[i], dtype, &M[5 * i + 2], m, n, False):
+                return None
+        if not hold_rows(&h, dy, dtype, &DY, m, (<object>weights[count - 1]).shape[0], False):
+            return None
+        inputs = h.count
+        for i in range(count):
+            n, k = (<object>weights[i]).shape
+            for grads, slot, rows in ((dws, 3, n), (dbs, 4, 0)):
+                g = grads[i]
+                M[5 * i + slot].data = NULL
+                if g is None or g is False:
+                    continue
+                if not hold_rows(&h, g, dtype, &M[5 * i + slot], rows, k if slot == 3 else n,
+                                 True) or not apart(&h.views[h.count - 1], &h, inputs):
+                    return None
+        dws, dbs = list(dws), list(dbs)
+        G = DY
+        gx = None
+        for i in range(count - 1, -1, -1):
+            n, k = (<object>weights[i]).shape
+            if codes[i]:
+                dz = _empty((m, n), dtype)
+                hold_rows(&h, dz, dtype, &DZ, m, n, True)
+                act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
+            else:
+                DZ = G
+            gx = None
+            if i or input_grad:
+                gx = _empty((m, k), dtype)
+                hold_rows(&h, gx, dtype, &DX, m, k, True)
+                _gemm_fused(&DX, &DZ, &M[5 * i + 1], False, trans[2 * i + 1], 1.0, 0.0, NULL,
+                            0, 0.0, NULL)
+            for grads, slot in ((dws, 3), (dbs, 4)):
+                g = grads[i]
+                if g is False:
+                    grads[i] = None
+                    continue
+                accumulate = g is not None
+                if not accumulate:
+                    g = _empty(((<object>n, <object>k) if slot == 3 else (<object>n,)), dtype)
+                    hold_rows(&h, g, dtype, &M[5 * i + slot], n if slot == 3 else 0,
+                              k if slot == 3 else n, True)
+                    grads[i] = g
+                if slot == 3:
+                    _gemm_fused(&M[5 * i + 3], &DZ, &M[5 * i], True, trans[2 * i], 1.0,
+                                1.0 if accumulate else 0.0, NULL, 0, 0.0, NULL)
+                else:
+                    _gemm_colsum(&M[5 * i + 4], &DZ, accumulate)
+            G = DX
+        return gx, dws, dbs
+    finally:
+        if h.views != NULL:
+            held_release(&h)
+        free(M)
+        free(trans)
+        free(codes)
+        free(slope_values)

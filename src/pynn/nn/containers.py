@@ -4,9 +4,11 @@ from collections import OrderedDict
 
 import numpy as np
 
+from pynn._config import backend_module
 from pynn.nn.activation import _Activation
 from pynn.nn.layers import Linear
 from pynn.nn.module import Module, is_grad_enabled
+from pynn.ops._gemm import _CODES
 
 __all__ = ["Sequential", "ModuleList", "Residual"]
 
@@ -16,6 +18,24 @@ def backward_through(module, grad_output, input_grad):
     if not input_grad and module._input_grad_optional:
         return module.backward(grad_output, input_grad=False)
     return module.backward(grad_output)
+
+
+def _linear_stack(steps):
+    """(layers, activation codes, slopes) when every step of a Sequential's plan is a
+    Linear with a fused activation or none: what linear_stack_forward/backward take."""
+    layers, codes, slopes = [], [], []
+    for module, activation in steps:
+        if type(module) is not Linear:
+            return None
+        layers.append(module)
+        if activation is None:
+            codes.append(0)
+            slopes.append(0.01)
+        else:
+            name, slope = activation._fused
+            codes.append(_CODES[name])
+            slopes.append(float(slope))
+    return (layers, codes, slopes) if layers else None
 
 
 def _check_module(module, where):
@@ -60,6 +80,7 @@ class Sequential(_ModuleSequence):
         for name, module in items:
             self.append(module, name=name)
         self._steps = None
+        self._stack = None
 
     def append(self, module, name=None):
         """Add a module at the end (named by its position unless `name` is given)."""
@@ -94,14 +115,48 @@ class Sequential(_ModuleSequence):
 
     def forward(self, x):
         steps = self._plan()
+        keep = is_grad_enabled()
+        stack = _linear_stack(steps)
+        self._stack = None
+        if stack is not None:
+            # every step a Linear: the layers' own calls, made in one backend call
+            layers, codes, slopes = stack
+            out = backend_module().linear_stack_forward(
+                x, [m.weight.data for m in layers],
+                [None if m.bias is None else m.bias.data for m in layers], codes, slopes, keep)
+            if out is not None:
+                ys, zs = out
+                inputs = [x] + ys[:-1]
+                for (module, activation), xi, z in zip(steps, inputs, zs):
+                    # what the layer's own forward caches, so that its backward works too
+                    module.__dict__["_cache"] = (xi, z, activation and activation._fused,
+                                                 xi.shape[:1]) if keep else None
+                self._steps = steps if keep else None
+                self._stack = (stack, inputs, zs) if keep else None
+                return ys[-1]
         for module, activation in steps:
             x = module(x) if activation is None else module._forward(x, activation)
-        self._steps = steps if is_grad_enabled() else None
+        self._steps = steps if keep else None
         return x
 
     def backward(self, grad_output, input_grad=True):
         if self._steps is None:
             raise self._missing_cache()
+        if self._stack is not None:
+            (layers, codes, slopes), inputs, zs = self._stack
+            out = backend_module().linear_stack_backward(
+                grad_output, inputs, [m.weight.data for m in layers], zs, codes, slopes,
+                [m.weight.grad if m.weight.requires_grad else False for m in layers],
+                [False if m.bias is None or not m.bias.requires_grad else m.bias.grad
+                 for m in layers], bool(input_grad))
+            if out is not None:
+                dx, dws, dbs = out
+                for m, dw, db in zip(layers, dws, dbs):
+                    if dw is not None:
+                        m.weight.grad = dw
+                    if db is not None:
+                        m.bias.grad = db
+                return dx
         grad = grad_output
         last = len(self._steps) - 1
         for k in range(last, -1, -1):

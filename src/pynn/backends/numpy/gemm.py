@@ -13,7 +13,8 @@ import numpy as np
 
 from .eltwise import act_backward, act_forward
 
-__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum", "linear_backward", "matmul_2d"]
+__all__ = ["gemm_fused", "gemm_batched", "gemm_colsum", "linear_backward", "matmul_2d",
+           "linear_stack_forward", "linear_stack_backward"]
 
 
 def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negative_slope,
@@ -104,3 +105,161 @@ def linear_backward(dx, dw, db, dz, dy, x, w, preact, activation, negative_slope
     gemm_fused(dw, dz, x, True, False, 1.0, 1.0 if accumulate else 0.0, None, 0, 0.0, None)
     if db is not None:
         gemm_colsum(db, dz, accumulate)
+
+
+# -- a stack of linear layers in one call ------------------------------------------------
+#
+# What nn.Sequential runs when all its steps are Linear layers (each with an optional
+# fused activation): the layers' forward, or their backward, in one backend call instead
+# of a few Python calls per layer. The arithmetic is exactly the per-layer calls above,
+# in the same order, so the results are those of the layers run one by one, bit for bit.
+# Anything a call does not handle (layouts, dtypes, shapes, gradient buffers) gives None
+# before anything is computed or written, and the caller runs the layers one by one.
+
+_ACT_COUNT = 8
+
+
+def _plain(a, dtype, ndim):
+    return type(a) is np.ndarray and a.dtype is dtype and a.ndim == ndim
+
+
+def _operand_ok(a, dtype):
+    """a is a 2-D array of dtype whose rows or columns are contiguous: what the GEMM takes
+    as it is or as a transpose."""
+    if not _plain(a, dtype, 2):
+        return False
+    item = dtype.itemsize
+    (r, c), (s0, s1) = a.shape, a.strides
+    return ((c <= 1 or s1 == item) and (r <= 1 or (s0 >= c * item and s0 % item == 0))) or \
+        ((r <= 1 or s0 == item) and (c <= 1 or (s1 >= r * item and s1 % item == 0)))
+
+
+def _codes_ok(activations, slopes, count):
+    if len(activations) != count or len(slopes) != count:
+        return False
+    for code in activations:
+        if not 0 <= code < _ACT_COUNT:
+            raise ValueError(f"linear_stack: unknown activation code {code}")
+    return all(-np.inf < s < np.inf for s in slopes)
+
+
+def _stack_ok(x, weights, biases):
+    """The dtype of a stack whose input x, weights and biases the stack calls take, or
+    None: x (m, k0) and weights[i] (n_i, k_i) with k_(i+1) = n_i, all sides non-empty,
+    biases[i] C-contiguous (n_i,) or None."""
+    if type(x) is not np.ndarray or x.dtype not in _NATIVE or not isinstance(weights, list) \
+            or not isinstance(biases, list) or not weights or len(biases) != len(weights):
+        return None
+    dtype = x.dtype
+    if not _operand_ok(x, dtype) or 0 in x.shape:
+        return None
+    k = x.shape[1]
+    for w, b in zip(weights, biases):
+        if not _operand_ok(w, dtype) or w.shape[1] != k or w.shape[0] == 0:
+            return None
+        if b is not None and not (_plain(b, dtype, 1) and b.shape == (w.shape[0],)
+                                  and b.flags.c_contiguous):
+            return None
+        k = w.shape[0]
+    return dtype
+
+
+def linear_stack_forward(x, weights, biases, activations, slopes, keep):
+    """Forward through linear layers y_i = act_i(y_(i-1) @ weights[i].T + biases[i]),
+    y_(-1) = x, as gemm_fused computes each: returns (ys, zs), the new (m, n_i) outputs and,
+    when keep, the pre-activations that backward needs (None for layers without an
+    activation, and for all when not keep).
+
+    x (m, k0) and the weights (n_i, k_i) are 2-D arrays of one dtype (float32 or float64)
+    whose rows or columns are contiguous; biases[i] is (n_i,) or None; activations[i] a
+    pynn_act code and slopes[i] its negative_slope. None (nothing computed) for anything
+    else, and for empty sides.
+    """
+    dtype = _stack_ok(x, weights, biases)
+    if dtype is None or not _codes_ok(activations, slopes, len(weights)):
+        return None
+    ys, zs = [], []
+    for w, b, code, slope in zip(weights, biases, activations, slopes):
+        y = np.empty((x.shape[0], w.shape[0]), dtype)
+        z = np.empty_like(y) if keep and code else None
+        gemm_fused(y, x, w, False, True, 1.0, 0.0, b, code, slope, z)
+        ys.append(y)
+        zs.append(z)
+        x = y
+    return ys, zs
+
+
+def _grad_ok(g, shape, dtype, inputs):
+    """g is None (a new gradient), False (none wanted) or an array to add to: C-contiguous,
+    writable, of dtype and shape, sharing no memory with the inputs."""
+    if g is None or g is False:
+        return True
+    return (_plain(g, dtype, len(shape)) and g.shape == shape and g.flags.c_contiguous
+            and g.flags.writeable and not any(np.may_share_memory(g, a) for a in inputs))
+
+
+def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, dbs,
+                          input_grad):
+    """Backward through the layers of linear_stack_forward, last to first, as
+    linear_backward computes each: returns (dx, dws, dbs).
+
+    dy (m, n_last) is the C-contiguous gradient with respect to the last output; xs[i] the
+    input of layer i (x, then ys[:-1]); preacts the zs of the forward (read for layers with
+    an activation). dws[i] and dbs[i] are None (return a new gradient), False (not wanted:
+    a frozen parameter, or no bias) or an array the gradient is added to in place (and
+    returned), as layers accumulate into Parameter.grad; the returned lists hold None for
+    False. dx, the gradient with respect to x, is computed when input_grad (else None).
+    None (nothing computed or written) for anything linear_stack_forward would refuse,
+    missing pre-activations, or gradient arrays that are not C-contiguous, writable
+    arrays of the dtype and shape sharing no memory with an input.
+    """
+    count = len(weights) if isinstance(weights, list) else 0
+    if not (isinstance(xs, list) and isinstance(preacts, list) and isinstance(dws, list)
+            and isinstance(dbs, list) and len(xs) == len(preacts) == len(dws) == len(dbs)
+            == count and count):
+        return None
+    dtype = _stack_ok(xs[0], weights, [None] * count)
+    if dtype is None or not _codes_ok(activations, slopes, count):
+        return None
+    m = xs[0].shape[0]
+    if not (_plain(dy, dtype, 2) and dy.shape == (m, weights[-1].shape[0])
+            and dy.flags.c_contiguous):
+        return None
+    inputs = [dy] + list(weights)
+    for i, (w, code) in enumerate(zip(weights, activations)):
+        if not (_operand_ok(xs[i], dtype) and xs[i].shape == (m, w.shape[1])):
+            return None
+        inputs.append(xs[i])
+        if code:
+            z = preacts[i]
+            if not (_plain(z, dtype, 2) and z.shape == (m, w.shape[0]) and z.flags.c_contiguous):
+                return None
+            inputs.append(z)
+    for w, dw, db in zip(weights, dws, dbs):
+        if not (_grad_ok(dw, w.shape, dtype, inputs) and _grad_ok(db, w.shape[:1], dtype, inputs)):
+            return None
+    dws, dbs = list(dws), list(dbs)
+    g = dy
+    for i in range(count - 1, -1, -1):
+        w, code, slope = weights[i], activations[i], slopes[i]
+        dz = np.empty_like(g) if code else g
+        if code:
+            act_backward(dz.reshape(-1), g.reshape(-1), preacts[i].reshape(-1), code, slope)
+        dx = None
+        if i or input_grad:
+            dx = np.empty(xs[i].shape, dtype)
+            gemm_fused(dx, dz, w, False, False, 1.0, 0.0, None, 0, 0.0, None)
+        for grads, shape, colsum in ((dws, w.shape, False), (dbs, w.shape[:1], True)):
+            given = grads[i]
+            if given is False:
+                grads[i] = None
+                continue
+            out = np.empty(shape, dtype) if given is None else given
+            if colsum:
+                gemm_colsum(out, dz, given is not None)
+            else:
+                gemm_fused(out, dz, xs[i], True, False, 1.0, 0.0 if given is None else 1.0,
+                           None, 0, 0.0, None)
+            grads[i] = out
+        g = dx
+    return g, dws, dbs
