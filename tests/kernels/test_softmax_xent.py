@@ -306,6 +306,26 @@ def test_xent_label_dtypes(rng):
     assert loss == expected[0]
 
 
+@pytest.mark.parametrize("reduction,label_smoothing,ignore_index",
+                         [("mean", 0.0, -100), ("sum", 0.2, 2), ("mean", 1.0, 0)])
+def test_xent_quick_path_is_the_general_one(backend, dtype, reduction, label_smoothing,
+                                            ignore_index, rng):
+    """C-contiguous (N, C) logits with int64 labels take a short path to the kernel; other
+    layouts and label dtypes, checked and converted first, give the same bits."""
+    logits = rng.standard_normal((13, 7)).astype(dtype)
+    labels = rng.integers(0, 7, 13)
+    kw = dict(reduction=reduction, label_smoothing=label_smoothing, ignore_index=ignore_index)
+    with pynn.use_backend(backend):
+        loss, grad = ops.softmax_cross_entropy(logits, labels, **kw)
+        for other_logits, other_labels in [(np.asfortranarray(logits), labels),
+                                           (logits, labels.astype(np.int32)),
+                                           (logits, labels[::-1].copy()[::-1])]:
+            other = ops.softmax_cross_entropy(other_logits, other_labels, **kw)
+            assert other[0] == loss
+            np.testing.assert_array_equal(other[1], grad)
+    assert type(loss) is float and grad.flags.c_contiguous and grad.dtype == dtype
+
+
 # ---- determinism -------------------------------------------------------------------------
 
 @native
@@ -365,6 +385,9 @@ def test_xent_bad_input(backend):
             xent(logits, [0, 1, 3, 1])
         with pytest.raises(ValueError, match="label -1 is out of range"):
             xent(logits, [0, -1, 2, 1])
+        for bad, label in (([0, 1, 3, 1], 3), ([0, -1, 2, 1], -1)):  # int64: the quick path
+            with pytest.raises(ValueError, match=f"label {label} is out of range"):
+                xent(logits, np.array(bad, np.int64))
         with pytest.raises(ValueError, match="labels must have shape"):
             xent(logits, labels[:3])
         with pytest.raises(ValueError, match="labels must have shape"):

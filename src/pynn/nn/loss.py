@@ -59,6 +59,8 @@ class _Loss(Module):
         if self._grad is None:
             raise self._missing_cache()
         grad, per_sample = self._grad
+        if type(grad_output) is float and grad_output == 1.0:
+            return grad.copy()
         g = np.asarray(grad_output, dtype=grad.dtype)
         if g.ndim == 0:
             return grad * g if g != 1 else grad.copy()
@@ -105,6 +107,16 @@ class CrossEntropyLoss(_Loss):
         self.label_smoothing = check_float(label_smoothing, "label_smoothing", 0.0, 1.0)
 
     def forward(self, input, target):
+        if type(input) is np.ndarray and type(target) is np.ndarray and input.ndim == 2 \
+                and target.shape == input.shape[:1] and input.dtype.kind == "f" \
+                and target.dtype.kind in "iu" and (self.weight is None
+                                                   or self.weight.shape == input.shape[1:]):
+            # (N, C) logits and (N,) class indices: nothing to reshape
+            loss, dlogits = ops.softmax_cross_entropy(
+                input, target, reduction=self.reduction, label_smoothing=self.label_smoothing,
+                ignore_index=self.ignore_index, weight=self.weight)
+            self._grad = (dlogits, target.shape) if is_grad_enabled() else None
+            return loss
         logits = _float_input(input, "input")
         target = np.asarray(target)
         if logits.ndim < 2:

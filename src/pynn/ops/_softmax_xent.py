@@ -22,6 +22,7 @@ __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
 
 REDUCTIONS = ("none", "mean", "sum")   # index = the kernels' reduction code
 _INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
+_INT64 = np.dtype(np.int64)
 
 
 def _kernels_and_dtype(dtype, name):
@@ -127,6 +128,22 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
     labels.shape for "none"; dlogits has the shape of logits and is the gradient of the
     returned loss (for "none", of the sum of the row losses).
     """
+    if type(logits) is np.ndarray and type(labels) is np.ndarray and logits.ndim == 2 \
+            and logits.dtype in v.NATIVE_DTYPES and labels.dtype is _INT64 \
+            and labels.shape == logits.shape[:1] and logits.shape[1] \
+            and logits.flags.c_contiguous and labels.flags.c_contiguous and weight is None \
+            and (reduction == "mean" or reduction == "sum") \
+            and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0 \
+            and type(ignore_index) is int and _INT64_MIN <= ignore_index <= _INT64_MAX:
+        # the common case (a training step's logits and int64 labels), checked in as few
+        # steps as possible: at a small batch the checks below take longer than the kernel
+        dlogits = np.empty(logits.shape, logits.dtype)
+        try:
+            return backend_module().softmax_xent_forward_backward(
+                None, dlogits, logits, labels, None, REDUCTIONS.index(reduction),
+                label_smoothing, ignore_index), dlogits
+        except ValueError:
+            pass  # a label out of range: named by the general path below
     logits = v.asarray(logits, "logits")
     if logits.ndim not in (1, 2):
         raise ValueError(f"logits must be 1-D (C,) or 2-D (N, C), got shape {logits.shape}")
