@@ -44,6 +44,10 @@ def check_int(value, name, minimum=None):
 
 def check_float(value, name, low=None, high=None, low_open=False, high_open=False):
     """A finite real number in [low, high] (ends open where asked)."""
+    if type(value) is float and -math.inf < value < math.inf \
+            and (low is None or value > low or (value == low and not low_open)) \
+            and (high is None or value < high or (value == high and not high_open)):
+        return value  # the usual case, decided in one expression
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a real number, not {type(value).__name__}")
     value = float(value)

@@ -104,8 +104,20 @@ class Optimizer:
         fused call updates: parameters of one dtype and, given `key`, one key(state) (what
         the update takes once per call, such as Adam's step count). Returns (params,
         states) pairs, in the order of their first parameter."""
-        batches = {}
         state = self.state
+        try:
+            # the usual case, from the second step on: one batch of parameters with state
+            states = [state[p] for p in params]
+            dtype = params[0].data.dtype
+            if all(p.data.dtype is dtype for p in params):
+                if key is None:
+                    return [(params, states)]
+                first = key(states[0])
+                if all(key(s) == first for s in states):
+                    return [(params, states)]
+        except KeyError:
+            pass
+        batches = {}
         for p in params:
             s = state.get(p)
             if s is None:
