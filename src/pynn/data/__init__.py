@@ -228,9 +228,11 @@ class BatchIterator:
                 xb = self.X[lo:hi]
                 yb = None if self.y is None else self.y[lo:hi]
             else:
+                # ndarray.take: the rows X[idx] selects, a little sooner (no index parsing)
                 idx = order[lo:hi]
-                xb = self.X[idx]
-                yb = None if self.y is None else self.y[idx]
+                xb = self.X.take(idx, axis=0) if type(self.X) is np.ndarray else self.X[idx]
+                yb = None if self.y is None else (
+                    self.y.take(idx, axis=0) if type(self.y) is np.ndarray else self.y[idx])
             if self.transform is not None:
                 xb = self.transform(xb)
             yield xb if yb is None else (xb, yb)
