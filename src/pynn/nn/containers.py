@@ -66,7 +66,9 @@ class Sequential(_ModuleSequence):
 
     A Linear directly followed by ReLU, LeakyReLU, Sigmoid, Tanh, SiLU or GELU runs as
     one fused GEMM + activation call, forward and backward; nothing about it shows in
-    the state_dict. backward runs the children's backward in reverse order.
+    the state_dict. backward runs the children's backward in reverse order. When every
+    step is such a Linear (an MLP), the whole forward is one backend call and so is the
+    whole backward (the same kernel calls with the same arguments, so the same bits).
     """
 
     _input_grad_optional = True
