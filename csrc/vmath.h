@@ -71,16 +71,16 @@ PYNN_INLINE float vm_exp_f32(float x)
     return p * s1 * s2;
 }
 
-PYNN_INLINE double vm_exp_f64(double x)
+/* e^r for r = x - k ln2, and k = round(x / ln2) in *k, for x within the clamps of the
+ * two callers below (which differ in how they apply 2^k). */
+PYNN_INLINE double vm_exp_reduced_f64(double x, int64_t *k)
 {
     const double magic = 0x1.8p52;
-    x = x > 710.0 ? 710.0 : x;   /* exp(710) > DBL_MAX */
-    x = x < -750.0 ? -750.0 : x; /* exp(-750) < DBL_TRUE_MIN / 2 */
     const double kf = x * 1.44269504088896340736 + magic;
-    const double k = kf - magic;
-    const int64_t ki = (int64_t)(vm_bits_f64(kf) - vm_bits_f64(magic));
-    double r = x - k * 6.93147180369123816490e-01; /* fdlibm ln2_hi: 32 significant bits */
-    r = r - k * 1.90821492927058770002e-10;
+    const double kd = kf - magic;
+    *k = (int64_t)(vm_bits_f64(kf) - vm_bits_f64(magic));
+    double r = x - kd * 6.93147180369123816490e-01; /* fdlibm ln2_hi: 32 significant bits */
+    r = r - kd * 1.90821492927058770002e-10;
     /* Taylor to r^13: the remainder r^14/14! < 5e-18 for |r| <= ln2/2 */
     double p = 1.0 / 6227020800.0;
     p = p * r + 1.0 / 479001600.0;
@@ -94,7 +94,15 @@ PYNN_INLINE double vm_exp_f64(double x)
     p = p * r + 1.0 / 24.0;
     p = p * r + 1.0 / 6.0;
     p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
+    return p * (r * r) + r + 1.0;
+}
+
+PYNN_INLINE double vm_exp_f64(double x)
+{
+    x = x > 710.0 ? 710.0 : x;   /* exp(710) > DBL_MAX */
+    x = x < -750.0 ? -750.0 : x; /* exp(-750) < DBL_TRUE_MIN / 2 */
+    int64_t ki;
+    const double p = vm_exp_reduced_f64(x, &ki);
     const int64_t k1 = ki >> 1, k2 = ki - k1;
     const double s1 = vm_from_bits_f64((uint64_t)(k1 + 1023) << 52);
     const double s2 = vm_from_bits_f64((uint64_t)(k2 + 1023) << 52);
@@ -107,35 +115,12 @@ PYNN_INLINE double vm_exp_f64(double x)
  * same as 0. */
 PYNN_INLINE double vm_exp_nonpos_f64(double x)
 {
-    const double magic = 0x1.8p52;
-    const double xc = x < -708.0 ? -708.0 : x;
-    const double kf = xc * 1.44269504088896340736 + magic;
-    const double k = kf - magic;
-    const uint64_t ku = vm_bits_f64(kf) - vm_bits_f64(magic);
-    double r = xc - k * 6.93147180369123816490e-01;
-    r = r - k * 1.90821492927058770002e-10;
-    double p = 1.0 / 6227020800.0;
-    p = p * r + 1.0 / 479001600.0;
-    p = p * r + 1.0 / 39916800.0;
-    p = p * r + 1.0 / 3628800.0;
-    p = p * r + 1.0 / 362880.0;
-    p = p * r + 1.0 / 40320.0;
-    p = p * r + 1.0 / 5040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * (r * r) + r + 1.0;
-    const double e = vm_from_bits_f64(vm_bits_f64(p) + (ku << 52));
+    int64_t ki;
+    const double p = vm_exp_reduced_f64(x < -708.0 ? -708.0 : x, &ki);
+    const double e = vm_from_bits_f64(vm_bits_f64(p) + ((uint64_t)ki << 52));
     return x != x ? x : e;
 }
 
-/* ---- log ------------------------------------------------------------------------------
- * log(x) = e*ln2 + log(m), m in [sqrt(1/2), sqrt(2)), exponent and mantissa read from the
- * bits (subnormal inputs are first scaled by 2^24 / 2^54). Special inputs are selected at
- * the end: log(0) = -inf, log(x < 0) = NaN, log(inf) = inf, NaN stays NaN.
- */
 PYNN_INLINE float vm_log_f32(float x)
 {
     const int sub = x < 0x1p-126f;

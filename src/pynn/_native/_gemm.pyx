@@ -599,6 +599,7 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
     cdef Matrix X, Y, Z
     cdef bint tx
     cdef Matrix *W = <Matrix *>malloc(count * 2 * sizeof(Matrix))
+    cdef Matrix *BIAS = W + count  # BIAS[i].data NULL: layer i has no bias
     cdef bint *tw = <bint *>malloc(count * sizeof(bint))
     cdef int *codes = <int *>malloc(count * sizeof(int))
     cdef double *slope_values = <double *>malloc(count * sizeof(double))
@@ -619,8 +620,8 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
             if n == 0 or not hold_operand(&h, w, dtype, &W[i], &tw[i], n, k):
                 return None
             b = biases[i]
-            W[count + i].data = NULL
-            if b is not None and not hold_rows(&h, b, dtype, &W[count + i], 0, n, False):
+            BIAS[i].data = NULL
+            if b is not None and not hold_rows(&h, b, dtype, &BIAS[i], 0, n, False):
                 return None
             k = n
         ys, zs = [], []
@@ -633,7 +634,7 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
                 z = _empty((m, n), dtype)
                 hold_rows(&h, z, dtype, &Z, m, n, True)
             _gemm_fused(&Y, &X, &W[i], tx, not tw[i], 1.0, 0.0,
-                        &W[count + i] if W[count + i].data != NULL else NULL, codes[i],
+                        &BIAS[i] if BIAS[i].data != NULL else NULL, codes[i],
                         slope_values[i], &Z if z is not None else NULL)
             ys.append(y)
             zs.append(z)

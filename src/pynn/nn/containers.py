@@ -131,8 +131,9 @@ class Sequential(_ModuleSequence):
                 inputs = [x] + ys[:-1]
                 for (module, activation), xi, z in zip(steps, inputs, zs):
                     # what the layer's own forward caches, so that its backward works too
-                    module.__dict__["_cache"] = (xi, z, activation and activation._fused,
-                                                 xi.shape[:1]) if keep else None
+                    module.__dict__["_cache"] = (
+                        xi, z, None if activation is None else activation._fused,
+                        xi.shape[:1]) if keep else None
                 self._steps = steps if keep else None
                 self._stack = (stack, inputs, zs) if keep else None
                 return ys[-1]

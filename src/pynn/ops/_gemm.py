@@ -207,18 +207,7 @@ def linear(x, w, b=None, activation=None, *, negative_slope=0.01, approximate="n
 def _grad_buffer(g, name, shape, dtype, inputs):
     """Checks a gradient array passed in to accumulate into, as `out` is checked; returns
     whether the kernels can accumulate into g itself (its dtype, rows contiguous)."""
-    if not isinstance(g, np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray, not {type(g).__name__}")
-    if g.shape != shape:
-        raise ValueError(f"{name} has shape {g.shape}, expected {shape}")
-    if not g.flags.writeable:
-        raise ValueError(f"{name} is read-only")
-    if not np.can_cast(dtype, g.dtype, casting="same_kind"):
-        raise TypeError(f"{name} has dtype {g.dtype}, which the gradient dtype {dtype} cannot "
-                        "be cast to under casting='same_kind'")
-    for in_name, a in inputs:
-        if v._overlaps(g, a):
-            raise ValueError(f"{name} overlaps the input {in_name}; pass a separate array")
+    v.check_out(g, shape, dtype, inputs, name, what="gradient")
     if g.dtype != dtype:
         return False
     if g.ndim == 1:

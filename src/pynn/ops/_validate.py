@@ -114,6 +114,15 @@ def out_buffer(out, shape, dtype, inputs=(), name="out", inplace=False):
     shape = tuple(shape)
     if out is None:
         return np.empty(shape, dtype)
+    check_out(out, shape, dtype, inputs, name, inplace)
+    if out.dtype == dtype and out.flags.c_contiguous:
+        return out
+    return np.empty(shape, dtype)
+
+
+def check_out(out, shape, dtype, inputs=(), name="out", inplace=False, what="result"):
+    """The checks of out_buffer on an array results are written or added to: an ndarray of
+    `shape`, writable, that the `what` dtype casts to ('same_kind'), apart from `inputs`."""
     if not isinstance(out, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, not {type(out).__name__}")
     if out.shape != shape:
@@ -121,15 +130,12 @@ def out_buffer(out, shape, dtype, inputs=(), name="out", inplace=False):
     if not out.flags.writeable:
         raise ValueError(f"{name} is read-only")
     if not np.can_cast(dtype, out.dtype, casting="same_kind"):
-        raise TypeError(f"{name} has dtype {out.dtype}, which the result dtype {np.dtype(dtype)} "
-                        "cannot be cast to under casting='same_kind'")
+        raise TypeError(f"{name} has dtype {out.dtype}, which the {what} dtype "
+                        f"{np.dtype(dtype)} cannot be cast to under casting='same_kind'")
     for in_name, a in inputs:
         if isinstance(a, np.ndarray) and _overlaps(out, a):
             if not (inplace and _same_memory(out, a)):
                 raise ValueError(f"{name} overlaps the input {in_name}; pass a separate array")
-    if out.dtype == dtype and out.flags.c_contiguous:
-        return out
-    return np.empty(shape, dtype)
 
 
 def deliver(buffer, out):
