@@ -263,10 +263,12 @@ def _stored(a):
 def test_linear_stack_is_its_layers(impl, dtype, sizes, m, codes, with_bias, transposed, rng):
     """linear_stack_forward and linear_stack_backward are, bit for bit, the same backend's
     per-layer calls (gemm_fused forward; linear_backward, last layer first): new or
-    accumulated gradients, frozen ones skipped (False), dx or not."""
+    accumulated gradients, frozen ones skipped (False), dx or not. A ReLU layer below the
+    last keeps its output instead of its pre-activation; backward from it is compared
+    with the per-layer calls on the true pre-activation."""
     x, ws, bs, codes, slopes = _stack_case(rng, dtype, sizes, m, codes, with_bias, transposed)
     ys, zs = impl.linear_stack_forward(x, ws, bs, codes, slopes, True)
-    cur, xs = x, [x]
+    cur, xs, preacts = x, [x], []
     for j, (w, b, code, slope) in enumerate(zip(ws, bs, codes, slopes)):
         y = np.empty((m, w.shape[0]), dtype)
         z = np.empty_like(y) if code else None
@@ -274,10 +276,13 @@ def test_linear_stack_is_its_layers(impl, dtype, sizes, m, codes, with_bias, tra
         impl.gemm_fused(y, sx, sw, tx, not tw, 1.0, 0.0, b, code, slope, z)
         np.testing.assert_array_equal(ys[j], y)
         assert (zs[j] is None) == (code == 0)
-        if code:
+        if code == 1 and j < len(ws) - 1:
+            assert zs[j] is ys[j]
+        elif code:
             np.testing.assert_array_equal(zs[j], z)
         cur = y
         xs.append(y)
+        preacts.append(z)
     xs.pop()
     ys2, zs2 = impl.linear_stack_forward(x, ws, bs, codes, slopes, False)
     assert all(z is None for z in zs2)
@@ -305,8 +310,8 @@ def test_linear_stack_is_its_layers(impl, dtype, sizes, m, codes, with_bias, tra
             dz = g
             if codes[j]:
                 dz = np.empty_like(g)
-                impl.act_backward(dz.reshape(-1), g.reshape(-1), zs[j].reshape(-1), codes[j],
-                                  slopes[j])
+                impl.act_backward(dz.reshape(-1), g.reshape(-1), preacts[j].reshape(-1),
+                                  codes[j], slopes[j])
             (sx, tx), (sw, tw) = _stored(xs[j]), _stored(ws[j])
             want_dx = None
             if j or input_grad:
@@ -834,3 +839,20 @@ def test_matches_torch(rng):
     np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=1e-12, atol=1e-11)
     np.testing.assert_allclose(db, tb.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("impl", [pytest.param(_native, marks=native), reference],
+                         ids=["native", "reference"])
+def test_relu_backward_from_its_output(impl, dtype):
+    """What lets linear_stack_forward keep a ReLU layer's output in place of its
+    pre-activation: ReLU's backward gives the same bits from either, special values
+    included."""
+    z = np.array([np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-30, -1e-30, 2.5, -2.5]
+                 * 7, dtype)
+    g = np.linspace(-3, 3, z.size).astype(dtype)
+    y = np.empty_like(z)
+    impl.act_forward(y, z, 1, 0.0)
+    from_z, from_y = np.empty_like(z), np.empty_like(z)
+    impl.act_backward(from_z, g, z, 1, 0.0)
+    impl.act_backward(from_y, g, y, 1, 0.0)
+    np.testing.assert_array_equal(from_y.view(np.uint8), from_z.view(np.uint8))

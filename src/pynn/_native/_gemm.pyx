@@ -55,6 +55,7 @@ cdef extern from "pynn/pynn.h" nogil:
 
 cdef enum:
     ACT_COUNT = 8
+    ACT_RELU = 1  # pynn_act
     MAX_OPERANDS = 8
 
 
@@ -630,14 +631,16 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
             y = _empty((m, n), dtype)
             hold_rows(&h, y, dtype, &Y, m, n, True)
             z = None
-            if keep and codes[i]:
+            # ReLU below the last layer: backward reads the output (see the reference)
+            from_output = keep and codes[i] == ACT_RELU and i < count - 1
+            if keep and codes[i] and not from_output:
                 z = _empty((m, n), dtype)
                 hold_rows(&h, z, dtype, &Z, m, n, True)
             _gemm_fused(&Y, &X, &W[i], tx, not tw[i], 1.0, 0.0,
                         &BIAS[i] if BIAS[i].data != NULL else NULL, codes[i],
                         slope_values[i], &Z if z is not None else NULL)
             ys.append(y)
-            zs.append(z)
+            zs.append(y if from_output else z)
             X, tx = Y, False
         return ys, zs
     finally:

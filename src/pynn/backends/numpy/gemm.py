@@ -117,6 +117,7 @@ def linear_backward(dx, dw, db, dz, dy, x, w, preact, activation, negative_slope
 # before anything is computed or written, and the caller runs the layers one by one.
 
 _ACT_COUNT = 8
+_ACT_RELU = 1  # pynn_act
 
 
 def _plain(a, dtype, ndim):
@@ -167,8 +168,12 @@ def _stack_ok(x, weights, biases):
 def linear_stack_forward(x, weights, biases, activations, slopes, keep):
     """Forward through linear layers y_i = act_i(y_(i-1) @ weights[i].T + biases[i]),
     y_(-1) = x, as gemm_fused computes each: returns (ys, zs), the new (m, n_i) outputs and,
-    when keep, the pre-activations that backward needs (None for layers without an
-    activation, and for all when not keep).
+    when keep, what backward reads for each activation (None for layers without an
+    activation, and for all when not keep): the pre-activation, except for a ReLU layer
+    below the last, where it is ys[i] itself. ReLU's backward passes the gradient where
+    its input is not <= 0, and relu(z) <= 0 exactly where z <= 0 (NaN and -0 included),
+    so the output gives the same bits, and that output is the next layer's input, kept
+    for backward anyway: no copy of the pre-activation is written.
 
     x (m, k0) and the weights (n_i, k_i) are 2-D arrays of one dtype (float32 or float64)
     whose rows or columns are contiguous; biases[i] is (n_i,) or None; activations[i] a
@@ -179,12 +184,14 @@ def linear_stack_forward(x, weights, biases, activations, slopes, keep):
     if dtype is None or not _codes_ok(activations, slopes, len(weights)):
         return None
     ys, zs = [], []
-    for w, b, code, slope in zip(weights, biases, activations, slopes):
+    last = len(weights) - 1
+    for i, (w, b, code, slope) in enumerate(zip(weights, biases, activations, slopes)):
         y = np.empty((x.shape[0], w.shape[0]), dtype)
-        z = np.empty_like(y) if keep and code else None
+        from_output = keep and code == _ACT_RELU and i < last
+        z = np.empty_like(y) if keep and code and not from_output else None
         gemm_fused(y, x, w, False, True, 1.0, 0.0, b, code, slope, z)
         ys.append(y)
-        zs.append(z)
+        zs.append(y if from_output else z)
         x = y
     return ys, zs
 
