@@ -730,7 +730,11 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
         gx = None
         for i in range(count - 1, -1, -1):
             n, k = (<object>weights[i]).shape
-            if codes[i]:
+            if codes[i] and i < count - 1:
+                # G is the input gradient of the layer above, ours to overwrite
+                DZ = G
+                act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
+            elif codes[i]:
                 dz = _empty((m, n), dtype)
                 hold_rows(&h, dz, dtype, &DZ, m, n, True)
                 act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])

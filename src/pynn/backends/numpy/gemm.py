@@ -249,7 +249,8 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
     g = dy
     for i in range(count - 1, -1, -1):
         w, code, slope = weights[i], activations[i], slopes[i]
-        dz = np.empty_like(g) if code else g
+        # below the last layer, g is the input gradient computed above: overwritten
+        dz = g if not code or i < count - 1 else np.empty_like(g)
         if code:
             act_backward(dz.reshape(-1), g.reshape(-1), preacts[i].reshape(-1), code, slope)
         dx = None
