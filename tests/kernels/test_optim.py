@@ -527,6 +527,33 @@ def test_bad_arrays(backend, rng):
         ops.rmsprop_update(p, p.copy(), None)
 
 
+BAD_OPTIONS = [(ValueError, "step", dict(step=0)),
+               (TypeError, "step", dict(step=1.0)), (ValueError, "lr", dict(lr=-1.0)),
+               (ValueError, "lr", dict(lr=np.nan)), (TypeError, "lr", dict(lr="1e-3")),
+               (ValueError, "beta1", dict(beta1=1.0)), (ValueError, "beta2", dict(beta2=-0.1)),
+               (ValueError, "eps", dict(eps=0.0)), (ValueError, "eps", dict(eps=np.inf)),
+               (ValueError, "weight_decay", dict(weight_decay=np.inf)),
+               (ValueError, "weight_decay", dict(weight_decay=-1e-4)),
+               (TypeError, "amsgrad", dict(amsgrad=1)),
+               (ValueError, "max_exp_avg_sq", dict(amsgrad=True)),
+               (TypeError, "decoupled_weight_decay", dict(decoupled_weight_decay=None))]
+
+
+@pytest.mark.parametrize("exc,match,bad", BAD_OPTIONS,
+                         ids=[f"{next(iter(b))}={next(iter(b.values()))!r}"
+                              for _, _, b in BAD_OPTIONS])
+def test_bad_options_of_a_list_step(backend, rng, exc, match, bad):
+    """An optimizer's call (lists of arrays) is checked as the one-array form is, options
+    included, though it goes to the kernels with fewer steps, before anything is written."""
+    args = _list_args(rng)
+    before = [(a, a.copy()) for key in ("param", "exp_avg", "exp_avg_sq") for a in args[key]]
+    with pytest.raises(exc, match=match):
+        ops.adam_update(args["param"], args["grad"], args["exp_avg"], args["exp_avg_sq"],
+                        **{"step": 1, **bad})
+    for a, copy in before:
+        np.testing.assert_array_equal(a, copy)
+
+
 def test_failed_checks_change_nothing(rng):
     p = rng.standard_normal(6).astype(np.float32)
     m, v = np.zeros_like(p), np.zeros_like(p)

@@ -214,6 +214,38 @@ def test_sequential_stack_keeps_the_layers_usable(backend):
         model.backward(np.ones((3, 2), np.float32))
 
 
+def test_sequential_follows_changes_to_its_children(backend):
+    """Sequential remembers how it runs its children (which Linear fuses which activation)
+    between calls; a change to the children or to a fused activation's options is seen
+    by the next forward, stacked or not."""
+    pynn.manual_seed(3)
+    first, act, last = nn.Linear(4, 6), nn.LeakyReLU(0.1), nn.Linear(6, 3)
+    model = nn.Sequential(first, act, last)
+    x = np.random.default_rng(1).standard_normal((5, 4)).astype(np.float32)
+
+    def expected(*modules):
+        y = x
+        for m in modules:
+            y = m(y)
+        return y
+    np.testing.assert_allclose(model(x), expected(first, act, last), rtol=1e-6, atol=1e-6)
+    act.negative_slope = 0.5            # an option of a fused activation
+    np.testing.assert_allclose(model(x), expected(first, act, last), rtol=1e-6, atol=1e-6)
+    tanh = nn.Tanh()
+    setattr(model, "1", tanh)           # a child replaced
+    np.testing.assert_allclose(model(x), expected(first, tanh, last), rtol=1e-6, atol=1e-6)
+    model.append(nn.Sigmoid())          # a child added: the stack still applies
+    y = model(x)
+    np.testing.assert_allclose(y, expected(first, tanh, last, nn.Sigmoid()), rtol=1e-6,
+                               atol=1e-6)
+    assert model._stack is not None
+    model.append(nn.Dropout(0.0))       # not a Linear: the layers run one by one
+    np.testing.assert_allclose(model(x), y, rtol=1e-6, atol=1e-6)
+    assert model._stack is None
+    dx = model.backward(np.ones((5, 3), np.float32))
+    assert dx.shape == (5, 4) and first.weight.grad is not None
+
+
 def test_sequential_container_behaviour():
     a, b, c = nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)
     model = nn.Sequential(a, b, c)

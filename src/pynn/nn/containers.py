@@ -115,11 +115,26 @@ class Sequential(_ModuleSequence):
                 i += 1
         return steps
 
+    def _planned(self):
+        """(steps, stack, caches): _plan(), _linear_stack() of it and, per step, the
+        activation entry of a Linear's cache; remembered while the children and their
+        fused activations stay the same (a forward at a small batch takes a few
+        microseconds; planning again each time would add a third to it)."""
+        modules = tuple(self._modules.values())
+        fused = tuple(m._fused for m in modules if isinstance(m, _Activation))
+        plan = self.__dict__.get("_plan_cache")
+        if plan is None or plan[0] != modules or plan[1] != fused:
+            steps = self._plan()
+            caches = [None if a is None else a._fused for _, a in steps]
+            plan = self.__dict__["_plan_cache"] = (modules, fused, steps, _linear_stack(steps),
+                                                   caches)
+        return plan[2], plan[3], plan[4]
+
     def forward(self, x):
-        steps = self._plan()
+        steps, stack, acts = self._planned()
         keep = is_grad_enabled()
-        stack = _linear_stack(steps)
-        self._stack = None
+        state = self.__dict__  # what backward reads, set without Module.__setattr__
+        state["_stack"] = None
         if stack is not None:
             # every step a Linear: the layers' own calls, made in one backend call
             layers, codes, slopes = stack
@@ -129,17 +144,20 @@ class Sequential(_ModuleSequence):
             if out is not None:
                 ys, zs = out
                 inputs = [x] + ys[:-1]
-                for (module, activation), xi, z in zip(steps, inputs, zs):
-                    # what the layer's own forward caches, so that its backward works too
-                    module.__dict__["_cache"] = (
-                        xi, z, None if activation is None else activation._fused,
-                        xi.shape[:1]) if keep else None
-                self._steps = steps if keep else None
-                self._stack = (stack, inputs, zs) if keep else None
+                if keep:
+                    for module, xi, z, act in zip(layers, inputs, zs, acts):
+                        # what the layer's own forward caches, so that its backward works too
+                        module.__dict__["_cache"] = (xi, z, act, xi.shape[:1])
+                    state["_steps"] = steps
+                    state["_stack"] = (stack, inputs, zs)
+                else:
+                    for module in layers:
+                        module.__dict__["_cache"] = None
+                    state["_steps"] = None
                 return ys[-1]
         for module, activation in steps:
             x = module(x) if activation is None else module._forward(x, activation)
-        self._steps = steps if keep else None
+        state["_steps"] = steps if keep else None
         return x
 
     def backward(self, grad_output, input_grad=True):
@@ -147,11 +165,14 @@ class Sequential(_ModuleSequence):
             raise self._missing_cache()
         if self._stack is not None:
             (layers, codes, slopes), inputs, zs = self._stack
+            weights, dws, dbs = [], [], []
+            for m in layers:
+                w, b = m.weight, m.bias
+                weights.append(w.data)
+                dws.append(w.grad if w.requires_grad else False)
+                dbs.append(False if b is None or not b.requires_grad else b.grad)
             out = backend_module().linear_stack_backward(
-                grad_output, inputs, [m.weight.data for m in layers], zs, codes, slopes,
-                [m.weight.grad if m.weight.requires_grad else False for m in layers],
-                [False if m.bias is None or not m.bias.requires_grad else m.bias.grad
-                 for m in layers], bool(input_grad))
+                grad_output, inputs, weights, zs, codes, slopes, dws, dbs, bool(input_grad))
             if out is not None:
                 dx, dws, dbs = out
                 for m, dw, db in zip(layers, dws, dbs):

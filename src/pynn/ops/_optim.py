@@ -27,6 +27,9 @@ from pynn.backends import numpy as _reference
 
 from . import _validate as v
 
+_INF = float("inf")
+_INT64_MAX = 2**63 - 1
+
 __all__ = ["sgd_update", "adam_update", "rmsprop_update"]
 
 
@@ -225,6 +228,24 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     which is ignored otherwise). Weight decay is L2 (added to the gradient) unless
     decoupled, when param is first multiplied by 1 - lr * weight_decay.
     """
+    if type(param) is list and type(step) is int and 1 <= step <= _INT64_MAX \
+            and type(lr) is float and 0.0 <= lr < _INF and type(eps) is float \
+            and 0.0 < eps < _INF and type(beta1) is float and 0.0 <= beta1 < 1.0 \
+            and type(beta2) is float and 0.0 <= beta2 < 1.0 and type(weight_decay) is float \
+            and 0.0 <= weight_decay < _INF and amsgrad is False \
+            and type(decoupled_weight_decay) is bool:
+        # an optimizer's step (lists, float options in range, no AMSGrad): straight to the
+        # kernels, which check the arrays themselves; at a small model the checks below
+        # cost more than the update. What the kernels refuse takes the general path.
+        kernels = backend_module()
+        if kernels is not _reference and param and type(param[0]) is np.ndarray \
+                and param[0].dtype in v.NATIVE_DTYPES:
+            try:
+                kernels.adam_update(param, exp_avg, exp_avg_sq, None, grad, step, lr, beta1,
+                                    beta2, eps, weight_decay, decoupled_weight_decay)
+                return param
+            except (TypeError, ValueError):
+                pass
     step = v.check_int(step, "step", 1)
     lr = v.check_float(lr, "lr", 0.0)
     beta1 = v.check_float(beta1, "beta1", 0.0, 1.0, high_open=True)

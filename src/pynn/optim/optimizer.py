@@ -91,11 +91,11 @@ class Optimizer:
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None and p.requires_grad]
-            for p in params:
-                if p.grad.shape != p.data.shape:
-                    raise ValueError(f"a gradient has shape {p.grad.shape}, but its parameter "
-                                     f"has shape {p.data.shape}")
             if params:
+                for p in params:
+                    if p.grad.shape != p.data.shape:
+                        raise ValueError(f"a gradient has shape {p.grad.shape}, but its "
+                                         f"parameter has shape {p.data.shape}")
                 self._update(params, group)
         return loss
 
@@ -109,11 +109,17 @@ class Optimizer:
             # the usual case, from the second step on: one batch of parameters with state
             states = [state[p] for p in params]
             dtype = params[0].data.dtype
-            if all(p.data.dtype is dtype for p in params):
+            for p in params:
+                if p.data.dtype is not dtype:
+                    break
+            else:
                 if key is None:
                     return [(params, states)]
                 first = key(states[0])
-                if all(key(s) == first for s in states):
+                for s in states:
+                    if key(s) != first:
+                        break
+                else:
                     return [(params, states)]
         except KeyError:
             pass

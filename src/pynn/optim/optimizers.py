@@ -1,6 +1,8 @@
 """SGD, RMSprop, Adam and AdamW, with PyTorch's options, defaults, state names and update
 rules. A step updates each param group with one fused in-place call (per dtype) on the
 backend in force, over all of the group's parameters that have a gradient."""
+import operator
+
 import numpy as np
 
 from pynn import ops
@@ -8,6 +10,9 @@ from pynn.ops._validate import check_float
 from pynn.optim.optimizer import Optimizer
 
 __all__ = ["SGD", "RMSprop", "Adam", "AdamW"]
+
+# a state's step count: Adam updates parameters at one step count per call
+_STEP = operator.itemgetter("step")
 
 
 def _check_bool(group, name):
@@ -132,12 +137,14 @@ class Adam(Optimizer):
         amsgrad = group["amsgrad"]
         # The bias corrections take one step count per call: parameters that started at
         # different steps are updated apart.
-        for batch, states in self._batches(params, group, lambda s: int(s["step"])):
+        for batch, states in self._batches(params, group, _STEP):
             step = int(states[0]["step"]) + 1
-            for p, s in zip(batch, states):
+            for s in states:
                 s["step"] = step
-                if amsgrad and s.get("max_exp_avg_sq") is None:
-                    s["max_exp_avg_sq"] = np.zeros_like(p.data)
+            if amsgrad:
+                for p, s in zip(batch, states):
+                    if s.get("max_exp_avg_sq") is None:
+                        s["max_exp_avg_sq"] = np.zeros_like(p.data)
             ops.adam_update(
                 [p.data for p in batch], [p.grad for p in batch], [s["exp_avg"] for s in states],
                 [s["exp_avg_sq"] for s in states], step=step, lr=group["lr"], beta1=beta1,
