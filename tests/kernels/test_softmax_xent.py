@@ -486,3 +486,34 @@ def test_inputs_are_not_modified(backend, rng):
             ops.softmax_cross_entropy(x, labels, reduction, 0.1, weight=weight)
     for a, b in zip((x, dy, labels, weight), saved):
         np.testing.assert_array_equal(a, b)
+
+
+# ---- argmax_hits: a batch's correct predictions ------------------------------------------
+
+@native
+@pytest.mark.parametrize("n,c", [(0, 10), (1, 1), (7, 1), (33, 10), (200, 3), (5, 1000)])
+def test_argmax_hits_is_numpys_argmax(dtype, n, c, rng):
+    """Both backends count rows whose np.argmax is their label: the first of tied maxima,
+    the first NaN of a row that has one; labels out of range are simply never hit."""
+    x = rng.integers(-3, 3, (n, c)).astype(dtype)  # many ties
+    specials = rng.random((n, c))
+    x[specials < 0.05] = np.nan
+    x[(specials >= 0.05) & (specials < 0.1)] = np.inf
+    x[(specials >= 0.1) & (specials < 0.15)] = -np.inf
+    labels = rng.integers(-2, c + 2, n)                  # mostly misses
+    labels[: n // 2] = x[: n // 2].argmax(axis=1)        # hits, NaN rows and ties included
+    want = int(np.count_nonzero(x.argmax(axis=1) == labels)) if n else 0
+    assert want >= n // 2
+    assert reference.argmax_hits(x, labels) == want
+    assert _native.argmax_hits(x, labels) == want
+
+
+@native
+def test_argmax_hits_refuses_mismatched_labels():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(ValueError, match="labels has 3 entries"):
+        _native.argmax_hits(x, np.zeros(3, np.int64))
+    with pytest.raises(ValueError):
+        _native.argmax_hits(np.zeros((2, 0), np.float32), np.zeros(2, np.int64))
+    with pytest.raises(ValueError):
+        reference.argmax_hits(np.zeros((2, 0), np.float32), np.zeros(2, np.int64))

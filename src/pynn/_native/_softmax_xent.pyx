@@ -132,3 +132,31 @@ def softmax_xent_forward_backward(losses, real[:, ::1] dlogits, const real[:, ::
                 label_smoothing, ignore_index, n, c, nt)
     check_status(status, "softmax_xent_forward_backward")
     return loss
+
+
+def argmax_hits(const real[:, ::1] logits, const int64_t[::1] labels):
+    """Rows whose largest logit (np.argmax's rule) is at their label; see
+    pynn.backends.numpy.softmax_xent."""
+    cdef Py_ssize_t n = logits.shape[0], c = logits.shape[1], i, j
+    cdef int64_t hits = 0, best
+    cdef real top, x
+    if labels.shape[0] != n:
+        raise ValueError(f"labels has {labels.shape[0]} entries, logits has {n} rows")
+    if c == 0:
+        if n:
+            raise ValueError("argmax of an empty row: logits has no columns")
+        return 0
+    with nogil:
+        for i in range(n):
+            top = logits[i, 0]
+            best = 0
+            if top == top:  # the first NaN is the argmax: past it, nothing changes
+                for j in range(1, c):
+                    x = logits[i, j]
+                    if not (x <= top):  # larger, or NaN
+                        top = x
+                        best = j
+                        if x != x:
+                            break
+            hits += best == labels[i]
+    return hits

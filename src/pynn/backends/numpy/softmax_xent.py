@@ -21,7 +21,8 @@ does not divide, "none" keeps the rows apart.
 """
 import numpy as np
 
-__all__ = ["softmax_forward", "softmax_backward", "softmax_xent_forward_backward"]
+__all__ = ["softmax_forward", "softmax_backward", "softmax_xent_forward_backward",
+           "argmax_hits"]
 
 # Reduction codes as PyTorch numbers them (pynn_reduction in pynn.h; pynn.ops maps names).
 REDUCTION_NONE, REDUCTION_MEAN, REDUCTION_SUM = 0, 1, 2
@@ -106,3 +107,15 @@ def softmax_xent_forward_backward(losses, dlogits, logits, labels, weight, reduc
     if losses is not None:
         losses[...] = row_loss
     return float(total)
+
+
+def argmax_hits(logits, labels):
+    """How many rows i have logits[i].argmax() == labels[i] (np.argmax's rule: the first
+    largest value, and the first NaN where a row has one): a classifier's correct
+    predictions in a batch, as pynn.fit counts them.
+
+    logits: (N, C) C-contiguous float; labels: (N,) C-contiguous int64 (any values).
+    """
+    if logits.shape[0] == 0:
+        return 0
+    return int(np.count_nonzero(logits.argmax(axis=1) == labels))
