@@ -115,7 +115,8 @@ class CrossEntropyLoss(_Loss):
             loss, dlogits = ops.softmax_cross_entropy(
                 input, target, reduction=self.reduction, label_smoothing=self.label_smoothing,
                 ignore_index=self.ignore_index, weight=self.weight)
-            self._grad = (dlogits, target.shape) if is_grad_enabled() else None
+            # set past Module.__setattr__ (a cache, never a parameter, buffer or module)
+            self.__dict__["_grad"] = (dlogits, target.shape) if is_grad_enabled() else None
             return loss
         logits = _float_input(input, "input")
         target = np.asarray(target)
