@@ -162,174 +162,116 @@ PYNN_INLINE double gelu_tanh_grad_f64(double dy, double x)
     return dy * (s * (1.0 + x * sc * dw2));
 }
 
-/* ---- serial loops, one per activation ---------------------------------------------------- */
-/* x, y (n): y = act(x). y may be x. */
-static NOINLINE void forward_f32(float *y, const float *x, int64_t n, pynn_act act,
-                                 float slope)
-{
-    int64_t i;
-    switch (act) {
-    case PYNN_ACT_NONE: for (i = 0; i < n; i++) y[i] = x[i]; break;
-    case PYNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = relu_f32(x[i]); break;
-    case PYNN_ACT_LEAKY_RELU: for (i = 0; i < n; i++) y[i] = leaky_relu_f32(x[i], slope); break;
-    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = vm_sigmoid_f32(x[i]); break;
-    case PYNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = vm_tanh_f32(x[i]); break;
-    case PYNN_ACT_SILU: for (i = 0; i < n; i++) y[i] = silu_f32(x[i]); break;
-    case PYNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = vm_gelu_f32(x[i]); break;
-    case PYNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = gelu_tanh_f32(x[i]); break;
-    }
-}
+/* ---- serial loops and the per-ISA entry points ---------------------------------------------
+ * Written once for a float type T with suffix S (f32, f64), defined twice below.
+ *
+ * forward_S, backward_S: one loop per activation. gcc ends a vectorised loop with a scalar
+ * loop over the last few elements, and where the C has a select (x < 0 ? d : 1 - d) it may
+ * contract a*b + c into an FMA there but not in the vector body, which computes both sides.
+ * So that an element's result does not depend on where it falls, the entry points run the
+ * loops over a multiple of TAIL elements (64 bytes, a multiple of every vector width here)
+ * and the rest through a zero-padded copy. ZMM_FORWARD_S / ZMM_BACKWARD_S hand a call to
+ * eltwise_avx512.c where it has the activation (float in the avx512 build only). */
+#define TAIL(T) (64 / (int64_t)sizeof(T))
 
-static NOINLINE void forward_f64(double *y, const double *x, int64_t n, pynn_act act,
-                                 double slope)
-{
-    int64_t i;
-    switch (act) {
-    case PYNN_ACT_NONE: for (i = 0; i < n; i++) y[i] = x[i]; break;
-    case PYNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = relu_f64(x[i]); break;
-    case PYNN_ACT_LEAKY_RELU: for (i = 0; i < n; i++) y[i] = leaky_relu_f64(x[i], slope); break;
-    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = vm_sigmoid_f64(x[i]); break;
-    case PYNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = vm_tanh_f64(x[i]); break;
-    case PYNN_ACT_SILU: for (i = 0; i < n; i++) y[i] = silu_f64(x[i]); break;
-    case PYNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = vm_gelu_f64(x[i]); break;
-    case PYNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = gelu_tanh_f64(x[i]); break;
-    }
-}
-
-/* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */
-static NOINLINE void backward_f32(float *dx, const float *dy, const float *x, int64_t n,
-                                  pynn_act act, float slope)
-{
-    int64_t i;
-    switch (act) {
-    case PYNN_ACT_NONE: for (i = 0; i < n; i++) dx[i] = dy[i]; break;
-    case PYNN_ACT_RELU: for (i = 0; i < n; i++) dx[i] = relu_grad_f32(dy[i], x[i]); break;
-    case PYNN_ACT_LEAKY_RELU:
-        for (i = 0; i < n; i++) dx[i] = leaky_relu_grad_f32(dy[i], x[i], slope);
-        break;
-    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) dx[i] = sigmoid_grad_f32(dy[i], x[i]); break;
-    case PYNN_ACT_TANH: for (i = 0; i < n; i++) dx[i] = tanh_grad_f32(dy[i], x[i]); break;
-    case PYNN_ACT_SILU: for (i = 0; i < n; i++) dx[i] = silu_grad_f32(dy[i], x[i]); break;
-    case PYNN_ACT_GELU: for (i = 0; i < n; i++) dx[i] = dy[i] * vm_gelu_grad_f32(x[i]); break;
-    case PYNN_ACT_GELU_TANH:
-        for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_f32(dy[i], x[i]);
-        break;
-    }
-}
-
-static NOINLINE void backward_f64(double *dx, const double *dy, const double *x, int64_t n,
-                                  pynn_act act, double slope)
-{
-    int64_t i;
-    switch (act) {
-    case PYNN_ACT_NONE: for (i = 0; i < n; i++) dx[i] = dy[i]; break;
-    case PYNN_ACT_RELU: for (i = 0; i < n; i++) dx[i] = relu_grad_f64(dy[i], x[i]); break;
-    case PYNN_ACT_LEAKY_RELU:
-        for (i = 0; i < n; i++) dx[i] = leaky_relu_grad_f64(dy[i], x[i], slope);
-        break;
-    case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) dx[i] = sigmoid_grad_f64(dy[i], x[i]); break;
-    case PYNN_ACT_TANH: for (i = 0; i < n; i++) dx[i] = tanh_grad_f64(dy[i], x[i]); break;
-    case PYNN_ACT_SILU: for (i = 0; i < n; i++) dx[i] = silu_grad_f64(dy[i], x[i]); break;
-    case PYNN_ACT_GELU: for (i = 0; i < n; i++) dx[i] = dy[i] * vm_gelu_grad_f64(x[i]); break;
-    case PYNN_ACT_GELU_TANH:
-        for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_f64(dy[i], x[i]);
-        break;
-    }
-}
-
-/* ---- the per-ISA entry points ---------------------------------------------------------------
- * gcc ends a vectorised loop with a scalar loop over the last few elements, and where the
- * C has a select (x < 0 ? d : 1 - d) it may contract a*b + c into an FMA there but not in
- * the vector body, which computes both sides. So that an element's result does not depend
- * on where it falls, the loops above run over a multiple of TAIL elements (64 bytes, a
- * multiple of every vector width here) and the rest goes through a zero-padded copy. */
-#define TAIL(type) (64 / (int64_t)sizeof(type))
-
-/* x, y (n): y = act(x). y may be x. */
-void PYNN_ISA_FN(pynn_eltwise_forward_f32)(float *y, const float *x, int64_t n,
-                                           pynn_act act, float slope)
-{
 #if PYNN_ISA_avx512
-    if (pynn_eltwise_zmm_forward_f32(y, x, n, act))
-        return;
+#define ZMM_FORWARD_f32(y, x, n, act) pynn_eltwise_zmm_forward_f32(y, x, n, act)
+#define ZMM_BACKWARD_f32(dx, dy, x, n, act) pynn_eltwise_zmm_backward_f32(dx, dy, x, n, act)
+#else
+#define ZMM_FORWARD_f32(y, x, n, act) 0
+#define ZMM_BACKWARD_f32(dx, dy, x, n, act) 0
 #endif
-    const int64_t body = n - n % TAIL(float);
-    forward_f32(y, x, body, act, slope);
-    if (body < n) {
-        float xt[TAIL(float)] = {0}, yt[TAIL(float)];
-        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
-        forward_f32(yt, xt, TAIL(float), act, slope);
-        memcpy(y + body, yt, (size_t)(n - body) * sizeof *y);
+#define ZMM_FORWARD_f64(y, x, n, act) 0
+#define ZMM_BACKWARD_f64(dx, dy, x, n, act) 0
+
+#define ELTWISE_LOOPS(T, S)                                                                \
+    /* x, y (n): y = act(x). y may be x. */                                                \
+    static NOINLINE void forward_##S(T *y, const T *x, int64_t n, pynn_act act, T slope)   \
+    {                                                                                      \
+        int64_t i;                                                                         \
+        switch (act) {                                                                     \
+        case PYNN_ACT_NONE: for (i = 0; i < n; i++) y[i] = x[i]; break;                    \
+        case PYNN_ACT_RELU: for (i = 0; i < n; i++) y[i] = relu_##S(x[i]); break;          \
+        case PYNN_ACT_LEAKY_RELU:                                                          \
+            for (i = 0; i < n; i++) y[i] = leaky_relu_##S(x[i], slope);                    \
+            break;                                                                         \
+        case PYNN_ACT_SIGMOID: for (i = 0; i < n; i++) y[i] = vm_sigmoid_##S(x[i]); break; \
+        case PYNN_ACT_TANH: for (i = 0; i < n; i++) y[i] = vm_tanh_##S(x[i]); break;       \
+        case PYNN_ACT_SILU: for (i = 0; i < n; i++) y[i] = silu_##S(x[i]); break;          \
+        case PYNN_ACT_GELU: for (i = 0; i < n; i++) y[i] = vm_gelu_##S(x[i]); break;       \
+        case PYNN_ACT_GELU_TANH: for (i = 0; i < n; i++) y[i] = gelu_tanh_##S(x[i]); break; \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */       \
+    static NOINLINE void backward_##S(T *dx, const T *dy, const T *x, int64_t n,           \
+                                      pynn_act act, T slope)                               \
+    {                                                                                      \
+        int64_t i;                                                                         \
+        switch (act) {                                                                     \
+        case PYNN_ACT_NONE: for (i = 0; i < n; i++) dx[i] = dy[i]; break;                  \
+        case PYNN_ACT_RELU: for (i = 0; i < n; i++) dx[i] = relu_grad_##S(dy[i], x[i]); break; \
+        case PYNN_ACT_LEAKY_RELU:                                                          \
+            for (i = 0; i < n; i++) dx[i] = leaky_relu_grad_##S(dy[i], x[i], slope);       \
+            break;                                                                         \
+        case PYNN_ACT_SIGMOID:                                                             \
+            for (i = 0; i < n; i++) dx[i] = sigmoid_grad_##S(dy[i], x[i]);                 \
+            break;                                                                         \
+        case PYNN_ACT_TANH: for (i = 0; i < n; i++) dx[i] = tanh_grad_##S(dy[i], x[i]); break; \
+        case PYNN_ACT_SILU: for (i = 0; i < n; i++) dx[i] = silu_grad_##S(dy[i], x[i]); break; \
+        case PYNN_ACT_GELU: for (i = 0; i < n; i++) dx[i] = dy[i] * vm_gelu_grad_##S(x[i]); break; \
+        case PYNN_ACT_GELU_TANH:                                                           \
+            for (i = 0; i < n; i++) dx[i] = gelu_tanh_grad_##S(dy[i], x[i]);               \
+            break;                                                                         \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    void PYNN_ISA_FN(pynn_eltwise_forward_##S)(T *y, const T *x, int64_t n, pynn_act act,  \
+                                               T slope)                                    \
+    {                                                                                      \
+        if (ZMM_FORWARD_##S(y, x, n, act))                                                 \
+            return;                                                                        \
+        const int64_t body = n - n % TAIL(T);                                              \
+        forward_##S(y, x, body, act, slope);                                               \
+        if (body < n) {                                                                    \
+            T xt[TAIL(T)] = {0}, yt[TAIL(T)];                                              \
+            memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);                          \
+            forward_##S(yt, xt, TAIL(T), act, slope);                                      \
+            memcpy(y + body, yt, (size_t)(n - body) * sizeof *y);                          \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    void PYNN_ISA_FN(pynn_eltwise_backward_##S)(T *dx, const T *dy, const T *x, int64_t n, \
+                                                pynn_act act, T slope)                     \
+    {                                                                                      \
+        if (ZMM_BACKWARD_##S(dx, dy, x, n, act))                                           \
+            return;                                                                        \
+        const int64_t body = n - n % TAIL(T);                                              \
+        backward_##S(dx, dy, x, body, act, slope);                                         \
+        if (body < n) {                                                                    \
+            T dyt[TAIL(T)] = {0}, xt[TAIL(T)] = {0}, dxt[TAIL(T)];                         \
+            memcpy(dyt, dy + body, (size_t)(n - body) * sizeof *dy);                       \
+            memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);                          \
+            backward_##S(dxt, dyt, xt, TAIL(T), act, slope);                               \
+            memcpy(dx + body, dxt, (size_t)(n - body) * sizeof *dx);                       \
+        }                                                                                  \
+    }                                                                                      \
+                                                                                           \
+    /* dy, y, dx (n): dx = dy * act'(x) from the output y = act(x); sigmoid: y (1 - y),    \
+     * tanh: 1 - y^2 (PyTorch's formulas; callers holding x get better tails from the      \
+     * loops above). */                                                                    \
+    void PYNN_ISA_FN(pynn_eltwise_backward_output_##S)(T *dx, const T *dy, const T *y,     \
+                                                       int64_t n, pynn_act act)            \
+    {                                                                                      \
+        int64_t i;                                                                         \
+        if (act == PYNN_ACT_SIGMOID)                                                       \
+            for (i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * ((T)1 - y[i]));                \
+        else                                                                               \
+            for (i = 0; i < n; i++) dx[i] = dy[i] * ((T)1 - y[i] * y[i]);                  \
     }
-}
 
-void PYNN_ISA_FN(pynn_eltwise_forward_f64)(double *y, const double *x, int64_t n,
-                                           pynn_act act, double slope)
-{
-    const int64_t body = n - n % TAIL(double);
-    forward_f64(y, x, body, act, slope);
-    if (body < n) {
-        double xt[TAIL(double)] = {0}, yt[TAIL(double)];
-        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
-        forward_f64(yt, xt, TAIL(double), act, slope);
-        memcpy(y + body, yt, (size_t)(n - body) * sizeof *y);
-    }
-}
-
-/* dy, x, dx (n): dx = dy * act'(x), x the pre-activation. dx may be dy or x. */
-void PYNN_ISA_FN(pynn_eltwise_backward_f32)(float *dx, const float *dy, const float *x,
-                                            int64_t n, pynn_act act, float slope)
-{
-#if PYNN_ISA_avx512
-    if (pynn_eltwise_zmm_backward_f32(dx, dy, x, n, act))
-        return;
-#endif
-    const int64_t body = n - n % TAIL(float);
-    backward_f32(dx, dy, x, body, act, slope);
-    if (body < n) {
-        float dyt[TAIL(float)] = {0}, xt[TAIL(float)] = {0}, dxt[TAIL(float)];
-        memcpy(dyt, dy + body, (size_t)(n - body) * sizeof *dy);
-        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
-        backward_f32(dxt, dyt, xt, TAIL(float), act, slope);
-        memcpy(dx + body, dxt, (size_t)(n - body) * sizeof *dx);
-    }
-}
-
-void PYNN_ISA_FN(pynn_eltwise_backward_f64)(double *dx, const double *dy, const double *x,
-                                            int64_t n, pynn_act act, double slope)
-{
-    const int64_t body = n - n % TAIL(double);
-    backward_f64(dx, dy, x, body, act, slope);
-    if (body < n) {
-        double dyt[TAIL(double)] = {0}, xt[TAIL(double)] = {0}, dxt[TAIL(double)];
-        memcpy(dyt, dy + body, (size_t)(n - body) * sizeof *dy);
-        memcpy(xt, x + body, (size_t)(n - body) * sizeof *x);
-        backward_f64(dxt, dyt, xt, TAIL(double), act, slope);
-        memcpy(dx + body, dxt, (size_t)(n - body) * sizeof *dx);
-    }
-}
-
-/* dy, y, dx (n): dx = dy * act'(x) from the output y = act(x); sigmoid: y (1 - y), tanh:
- * 1 - y^2 (PyTorch's formulas; callers holding x get better tails from the loop above). */
-void PYNN_ISA_FN(pynn_eltwise_backward_output_f32)(float *dx, const float *dy,
-                                                   const float *y, int64_t n, pynn_act act)
-{
-    int64_t i;
-    if (act == PYNN_ACT_SIGMOID)
-        for (i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0f - y[i]));
-    else
-        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0f - y[i] * y[i]);
-}
-
-void PYNN_ISA_FN(pynn_eltwise_backward_output_f64)(double *dx, const double *dy,
-                                                   const double *y, int64_t n, pynn_act act)
-{
-    int64_t i;
-    if (act == PYNN_ACT_SIGMOID)
-        for (i = 0; i < n; i++) dx[i] = dy[i] * (y[i] * (1.0 - y[i]));
-    else
-        for (i = 0; i < n; i++) dx[i] = dy[i] * (1.0 - y[i] * y[i]);
-}
+ELTWISE_LOOPS(float, f32)
+ELTWISE_LOOPS(double, f64)
 
 /* ---- dispatch and threading (once, in the generic build) -------------------------------- */
 #if PYNN_ISA_generic
@@ -351,171 +293,84 @@ static void thread_run(int64_t n, int nt, int t, int64_t *lo, int64_t *hi)
     *hi = *hi < n ? *hi : n;
 }
 
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_f32,
-                          (float *, const float *, int64_t, pynn_act, float));
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_f64,
-                          (double *, const double *, int64_t, pynn_act, double));
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_f32,
-                          (float *, const float *, const float *, int64_t, pynn_act, float));
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_f64, (double *, const double *,
-                          const double *, int64_t, pynn_act, double));
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_output_f32,
-                          (float *, const float *, const float *, int64_t, pynn_act));
-PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_output_f64,
-                          (double *, const double *, const double *, int64_t, pynn_act));
-
 static int act_valid(pynn_act act)
 {
     return (int)act >= (int)PYNN_ACT_NONE && (int)act <= (int)PYNN_ACT_GELU_TANH;
 }
 
-void pynn_act_apply_f32(float *y, const float *x, int64_t n, pynn_act act, float negative_slope)
-{
-    void (*fn)(float *, const float *, int64_t, pynn_act, float);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f32);
-    fn(y, x, n, act, negative_slope);
-}
+/* Runs the ISA variant `fn` over [0, n) on nt threads, thread t over its run: `call` is
+ * fn's call on elements [lo, hi). */
+#define ELTWISE_RUN(n, nt, call)                                                          \
+    do {                                                                                   \
+        if ((nt) <= 1) {                                                                   \
+            const int64_t lo = 0, hi = (n);                                                \
+            call;                                                                          \
+            break;                                                                         \
+        }                                                                                  \
+        int t;                                                                             \
+        _Pragma("omp parallel for num_threads(nt) schedule(static)")                       \
+        for (t = 0; t < (nt); t++) {                                                       \
+            int64_t lo, hi;                                                                \
+            thread_run((n), (nt), t, &lo, &hi);                                            \
+            call;                                                                          \
+        }                                                                                  \
+    } while (0)
 
-void pynn_act_apply_f64(double *y, const double *x, int64_t n, pynn_act act,
-                        double negative_slope)
-{
-    void (*fn)(double *, const double *, int64_t, pynn_act, double);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f64);
-    fn(y, x, n, act, negative_slope);
-}
+/* The dispatchers for a float type T with suffix S: written once, defined twice below. */
+#define ELTWISE_DISPATCH(T, S)                                                             \
+    PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_forward_##S,                              \
+                              (T *, const T *, int64_t, pynn_act, T));                     \
+    PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_##S,                             \
+                              (T *, const T *, const T *, int64_t, pynn_act, T));          \
+    PYNN_DECLARE_ISA_VARIANTS(void, pynn_eltwise_backward_output_##S,                      \
+                              (T *, const T *, const T *, int64_t, pynn_act));             \
+                                                                                           \
+    void pynn_act_apply_##S(T *y, const T *x, int64_t n, pynn_act act, T negative_slope)   \
+    {                                                                                      \
+        void (*fn)(T *, const T *, int64_t, pynn_act, T);                                  \
+        PYNN_SELECT_ISA(fn, pynn_eltwise_forward_##S);                                     \
+        fn(y, x, n, act, negative_slope);                                                  \
+    }                                                                                      \
+                                                                                           \
+    pynn_status pynn_act_forward_##S(T *y, const T *x, pynn_act act, double negative_slope, \
+                                     int64_t n, int nthreads)                              \
+    {                                                                                      \
+        if (!act_valid(act) || n < 0)                                                      \
+            return PYNN_ERR_ARG;                                                           \
+        void (*fn)(T *, const T *, int64_t, pynn_act, T);                                  \
+        PYNN_SELECT_ISA(fn, pynn_eltwise_forward_##S);                                     \
+        const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);              \
+        const T slope = (T)negative_slope;                                                 \
+        ELTWISE_RUN(n, nt, fn(y + lo, x + lo, hi - lo, act, slope));                       \
+        return PYNN_OK;                                                                    \
+    }                                                                                      \
+                                                                                           \
+    pynn_status pynn_act_backward_##S(T *dx, const T *dy, const T *x, pynn_act act,        \
+                                      double negative_slope, int64_t n, int nthreads)      \
+    {                                                                                      \
+        if (!act_valid(act) || n < 0)                                                      \
+            return PYNN_ERR_ARG;                                                           \
+        void (*fn)(T *, const T *, const T *, int64_t, pynn_act, T);                       \
+        PYNN_SELECT_ISA(fn, pynn_eltwise_backward_##S);                                    \
+        const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);              \
+        const T slope = (T)negative_slope;                                                 \
+        ELTWISE_RUN(n, nt, fn(dx + lo, dy + lo, x + lo, hi - lo, act, slope));             \
+        return PYNN_OK;                                                                    \
+    }                                                                                      \
+                                                                                           \
+    pynn_status pynn_act_backward_output_##S(T *dx, const T *dy, const T *y, pynn_act act, \
+                                             int64_t n, int nthreads)                      \
+    {                                                                                      \
+        if ((act != PYNN_ACT_SIGMOID && act != PYNN_ACT_TANH) || n < 0)                    \
+            return PYNN_ERR_ARG;                                                           \
+        void (*fn)(T *, const T *, const T *, int64_t, pynn_act);                          \
+        PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_##S);                             \
+        const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);              \
+        ELTWISE_RUN(n, nt, fn(dx + lo, dy + lo, y + lo, hi - lo, act));                    \
+        return PYNN_OK;                                                                    \
+    }
 
-pynn_status pynn_act_forward_f32(float *y, const float *x, pynn_act act, double negative_slope,
-                                 int64_t n, int nthreads)
-{
-    if (!act_valid(act) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(float *, const float *, int64_t, pynn_act, float);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f32);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const float slope = (float)negative_slope;
-    if (nt <= 1) {
-        fn(y, x, n, act, slope);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(y + lo, x + lo, hi - lo, act, slope);
-    }
-    return PYNN_OK;
-}
-
-pynn_status pynn_act_forward_f64(double *y, const double *x, pynn_act act, double negative_slope,
-                                 int64_t n, int nthreads)
-{
-    if (!act_valid(act) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(double *, const double *, int64_t, pynn_act, double);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_forward_f64);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    if (nt <= 1) {
-        fn(y, x, n, act, negative_slope);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(y + lo, x + lo, hi - lo, act, negative_slope);
-    }
-    return PYNN_OK;
-}
-
-pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, pynn_act act,
-                                  double negative_slope, int64_t n, int nthreads)
-{
-    if (!act_valid(act) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(float *, const float *, const float *, int64_t, pynn_act, float);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f32);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    const float slope = (float)negative_slope;
-    if (nt <= 1) {
-        fn(dx, dy, x, n, act, slope);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(dx + lo, dy + lo, x + lo, hi - lo, act, slope);
-    }
-    return PYNN_OK;
-}
-
-pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x, pynn_act act,
-                                  double negative_slope, int64_t n, int nthreads)
-{
-    if (!act_valid(act) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(double *, const double *, const double *, int64_t, pynn_act, double);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_f64);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    if (nt <= 1) {
-        fn(dx, dy, x, n, act, negative_slope);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(dx + lo, dy + lo, x + lo, hi - lo, act, negative_slope);
-    }
-    return PYNN_OK;
-}
-
-pynn_status pynn_act_backward_output_f32(float *dx, const float *dy, const float *y,
-                                         pynn_act act, int64_t n, int nthreads)
-{
-    if ((act != PYNN_ACT_SIGMOID && act != PYNN_ACT_TANH) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(float *, const float *, const float *, int64_t, pynn_act);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f32);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    if (nt <= 1) {
-        fn(dx, dy, y, n, act);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(dx + lo, dy + lo, y + lo, hi - lo, act);
-    }
-    return PYNN_OK;
-}
-
-pynn_status pynn_act_backward_output_f64(double *dx, const double *dy, const double *y,
-                                         pynn_act act, int64_t n, int nthreads)
-{
-    if ((act != PYNN_ACT_SIGMOID && act != PYNN_ACT_TANH) || n < 0)
-        return PYNN_ERR_ARG;
-    void (*fn)(double *, const double *, const double *, int64_t, pynn_act);
-    PYNN_SELECT_ISA(fn, pynn_eltwise_backward_output_f64);
-    const int nt = pynn_threads_for(n, ELTWISE_MIN_PER_THREAD, nthreads);
-    if (nt <= 1) {
-        fn(dx, dy, y, n, act);
-        return PYNN_OK;
-    }
-    int t;
-#pragma omp parallel for num_threads(nt) schedule(static)
-    for (t = 0; t < nt; t++) {
-        int64_t lo, hi;
-        thread_run(n, nt, t, &lo, &hi);
-        fn(dx + lo, dy + lo, y + lo, hi - lo, act);
-    }
-    return PYNN_OK;
-}
+ELTWISE_DISPATCH(float, f32)
+ELTWISE_DISPATCH(double, f64)
 
 #endif

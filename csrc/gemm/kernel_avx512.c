@@ -235,44 +235,11 @@ PYNN_INLINE void transpose8_pd(__m512d r[8])
         r[i] = t[i];
 }
 
-/* ---- float: 12 x 32 ------------------------------------------------------------------ */
-
-/* The epilogue of kernel.h on rows i < m, columns j < n. */
-PYNN_INLINE void sgemm_store(float *c, int64_t ldc, int m, int n, __m512 acc[12][2], const int R,
-                             const int V, const gemm_epilogue *ep)
-{
-    const __mmask16 mk[2] = {mask16(n), mask16(n - 16)};
-    const __m512 alpha = _mm512_set1_ps((float)ep->alpha), beta = _mm512_set1_ps((float)ep->beta);
-    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
-    const float *bias = (const float *)ep->bias;
-    __m512 bv[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};
-    if (bias) {
-        bv[0] = _mm512_maskz_loadu_ps(mk[0], bias);
-        if (V > 1)
-            bv[1] = _mm512_maskz_loadu_ps(mk[1], bias + 16);
-    }
-    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-        if (i >= m)
-            break;
-        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
-            float *cv = c + i * ldc + 16 * v;
-            __m512 z = acc[i][v];
-            if (scale)
-                z = _mm512_mul_ps(alpha, z);
-            if (add_c) {
-                const __m512 cold = _mm512_maskz_loadu_ps(mk[v], cv);
-                z = fma_c ? _mm512_fmadd_ps(beta, cold, z) : _mm512_add_ps(z, cold);
-            }
-            if (bias)
-                z = _mm512_add_ps(z, bv[v]);
-            _mm512_mask_storeu_ps(cv, mk[v], z);
-        }
-    }
-}
+/* ---- the tiles: float 12 x 32, double 12 x 16 ------------------------------------------ */
 
 /* The epilogue for a transposed tile: tile column j is row j of C, tile row i its
  * column i. The tile is transposed in registers, 16 x 16 at a time, so that the stores
- * are row segments of C, as above. */
+ * are row segments of C, as in the straight epilogue (sgemm_store, kernel_avx512_tmpl.h). */
 PYNN_INLINE void sgemm_store_t(float *c, int64_t ldc, int m, int n, __m512 acc[12][2],
                                const int R, const int V, const gemm_epilogue *ep)
 {
@@ -298,150 +265,6 @@ PYNN_INLINE void sgemm_store_t(float *c, int64_t ldc, int m, int n, __m512 acc[1
             if (bias)
                 z = _mm512_add_ps(z, bv);
             _mm512_mask_storeu_ps(cr, cols, z);
-        }
-    }
-}
-
-/* acc[i][v] += A(i, p) * B(p, 16v..16v+15) over `steps` values of p; advances a and b.
- * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
- * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
- * stride), where twelve row pointers would not fit the registers. */
-PYNN_INLINE void sgemm_steps(int64_t steps, const float **a_, int64_t rs_a, int64_t cs_a,
-                             const float **b_, int64_t rs_b, __m512 acc[12][2], const int R,
-                             const int V)
-{
-    const float *q[3] = {*a_, *a_ + 4 * rs_a, *a_ + 8 * rs_a}, *b = *b_;
-    const int64_t rs3 = 3 * rs_a;
-    for (int64_t p = 0; p < steps; p++) {
-        const __m512 b0 = _mm512_loadu_ps(b);
-        const __m512 b1 = V > 1 ? _mm512_loadu_ps(b + 16) : b0;
-        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-            const float *row = q[i / 4] + (i % 4 == 3 ? rs3 : (i % 4) * rs_a);
-            const __m512 ai = _mm512_set1_ps(*row);
-            acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-            if (V > 1)
-                acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
-        }
-        q[0] += cs_a;
-        q[1] += cs_a;
-        q[2] += cs_a;
-        b += rs_b;
-    }
-    *a_ = q[0];
-    *b_ = b;
-}
-
-/* A tile computed with R rows and V vectors of accumulators (R >= m, 16 V >= n). Called
- * with constants for R and V and a literal 1 for rs_a or cs_a, so that each call compiles
- * to its own loop with the accumulators in registers and the unit stride folded into the
- * addresses. */
-PYNN_INLINE void sgemm_tile(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
-                            const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
-                            const gemm_epilogue *ep, const int R, const int V)
-{
-    __m512 acc[12][2];
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_ps();
-    if (k >= 2 * PREFETCH_C_STEPS) {
-        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-        prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
-        sgemm_steps(k - PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-        prefetch_c_l1((const char *)c, ldc * 4, c_rows, c_cols * 4);
-        sgemm_steps(PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    } else {
-        sgemm_steps(k, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    }
-    if (ep->transpose)
-        sgemm_store_t(c, ldc, m, n, acc, R, V, ep);
-    else
-        sgemm_store(c, ldc, m, n, acc, R, V, ep);
-}
-
-/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
- * with a literal 1 for rs_a or for cs_a. */
-PYNN_INLINE void sgemm_edge(int64_t k, const float *a, int64_t rs_a, int64_t cs_a,
-                             const float *b, int64_t rs_b, float *c, int64_t ldc, int m, int n,
-                             const gemm_epilogue *ep)
-{
-    if (n > 16) {
-        if (m > 8)
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (m > 4)
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
-        else
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
-    } else {
-        if (m > 8)
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (m > 4)
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
-        else
-            sgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
-    }
-}
-
-/* A tile with more than 8 rows and 16 columns, A packed or read in place (cs_a 12 or 1). */
-static void sgemm_tile_asm(int64_t k, const float *a, int64_t rs_a, int64_t cs_a, const float *b,
-                           int64_t rs_b, float *c, int64_t ldc, int m, int n,
-                           const gemm_epilogue *ep)
-{
-    __m512 acc[12][2];
-    if (k >= 2 * PREFETCH_C_STEPS) {
-        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-        prefetch_c_l2((const char *)c, ldc * 4, c_rows, c_cols * 4);
-    }
-    gemm_asm_f32(k, a, rs_a, cs_a, b, rs_b, acc);
-    if (ep->transpose)
-        sgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
-    else
-        sgemm_store(c, ldc, m, n, acc, 12, 2, ep);
-}
-
-void sgemm_avx512_12x32(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
-                        int64_t rs_b, void *c_, int64_t ldc, int m, int n,
-                        const gemm_epilogue *ep)
-{
-    const float *a = (const float *)a_, *b = (const float *)b_;
-    float *c = (float *)c_;
-    if (m > 8 && n > 16 && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
-        sgemm_tile_asm(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-    else if (rs_a == 1)
-        sgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
-    else
-        sgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
-}
-
-/* ---- double: 12 x 16 ----------------------------------------------------------------- */
-
-/* The epilogue of kernel.h on rows i < m, columns j < n. */
-PYNN_INLINE void dgemm_store(double *c, int64_t ldc, int m, int n, __m512d acc[12][2], const int R,
-                             const int V, const gemm_epilogue *ep)
-{
-    const __mmask8 mk[2] = {mask8(n), mask8(n - 8)};
-    const __m512d alpha = _mm512_set1_pd(ep->alpha), beta = _mm512_set1_pd(ep->beta);
-    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
-    const double *bias = (const double *)ep->bias;
-    __m512d bv[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-    if (bias) {
-        bv[0] = _mm512_maskz_loadu_pd(mk[0], bias);
-        if (V > 1)
-            bv[1] = _mm512_maskz_loadu_pd(mk[1], bias + 8);
-    }
-    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-        if (i >= m)
-            break;
-        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
-            double *cv = c + i * ldc + 8 * v;
-            __m512d z = acc[i][v];
-            if (scale)
-                z = _mm512_mul_pd(alpha, z);
-            if (add_c) {
-                const __m512d cold = _mm512_maskz_loadu_pd(mk[v], cv);
-                z = fma_c ? _mm512_fmadd_pd(beta, cold, z) : _mm512_add_pd(z, cold);
-            }
-            if (bias)
-                z = _mm512_add_pd(z, bv[v]);
-            _mm512_mask_storeu_pd(cv, mk[v], z);
         }
     }
 }
@@ -479,114 +302,27 @@ PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m512d acc
     }
 }
 
-/* acc[i][v] += A(i, p) * B(p, 8v..8v+7) over `steps` values of p; advances a and b.
- * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
- * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
- * stride), where twelve row pointers would not fit the registers. */
-PYNN_INLINE void dgemm_steps(int64_t steps, const double **a_, int64_t rs_a, int64_t cs_a,
-                             const double **b_, int64_t rs_b, __m512d acc[12][2], const int R,
-                             const int V)
-{
-    const double *q[3] = {*a_, *a_ + 4 * rs_a, *a_ + 8 * rs_a}, *b = *b_;
-    const int64_t rs3 = 3 * rs_a;
-    for (int64_t p = 0; p < steps; p++) {
-        const __m512d b0 = _mm512_loadu_pd(b);
-        const __m512d b1 = V > 1 ? _mm512_loadu_pd(b + 8) : b0;
-        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
-            const double *row = q[i / 4] + (i % 4 == 3 ? rs3 : (i % 4) * rs_a);
-            const __m512d ai = _mm512_set1_pd(*row);
-            acc[i][0] = _mm512_fmadd_pd(ai, b0, acc[i][0]);
-            if (V > 1)
-                acc[i][1] = _mm512_fmadd_pd(ai, b1, acc[i][1]);
-        }
-        q[0] += cs_a;
-        q[1] += cs_a;
-        q[2] += cs_a;
-        b += rs_b;
-    }
-    *a_ = q[0];
-    *b_ = b;
-}
+#define T float
+#define VEC __m512
+#define L 16
+#define MASK __mmask16
+#define MASK_OF mask16
+#define VOP(op) _mm512_##op##_ps
+#define KFN(name) sgemm_##name
+#define GEMM_ASM gemm_asm_f32
+#define KERNEL sgemm_avx512_12x32
+#include "gemm/kernel_avx512_tmpl.h"
 
-/* A tile computed with R rows and V vectors of accumulators (R >= m, 8 V >= n). Called
- * with constants for R and V and a literal 1 for rs_a or cs_a, so that each call compiles
- * to its own loop with the accumulators in registers and the unit stride folded into the
- * addresses. */
-PYNN_INLINE void dgemm_tile(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
-                            const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
-                            const gemm_epilogue *ep, const int R, const int V)
-{
-    __m512d acc[12][2];
-    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
-        acc[i][0] = acc[i][1] = _mm512_setzero_pd();
-    if (k >= 2 * PREFETCH_C_STEPS) {
-        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-        prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
-        dgemm_steps(k - PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-        prefetch_c_l1((const char *)c, ldc * 8, c_rows, c_cols * 8);
-        dgemm_steps(PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    } else {
-        dgemm_steps(k, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
-    }
-    if (ep->transpose)
-        dgemm_store_t(c, ldc, m, n, acc, R, V, ep);
-    else
-        dgemm_store(c, ldc, m, n, acc, R, V, ep);
-}
-
-/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
- * with a literal 1 for rs_a or for cs_a. */
-PYNN_INLINE void dgemm_edge(int64_t k, const double *a, int64_t rs_a, int64_t cs_a,
-                             const double *b, int64_t rs_b, double *c, int64_t ldc, int m, int n,
-                             const gemm_epilogue *ep)
-{
-    if (n > 8) {
-        if (m > 8)
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (m > 4)
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
-        else
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
-    } else {
-        if (m > 8)
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (m > 4)
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
-        else
-            dgemm_tile(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
-    }
-}
-
-/* A tile with more than 8 rows and 8 columns, A packed or read in place (cs_a 12 or 1). */
-static void dgemm_tile_asm(int64_t k, const double *a, int64_t rs_a, int64_t cs_a, const double *b,
-                           int64_t rs_b, double *c, int64_t ldc, int m, int n,
-                           const gemm_epilogue *ep)
-{
-    __m512d acc[12][2];
-    if (k >= 2 * PREFETCH_C_STEPS) {
-        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
-        prefetch_c_l2((const char *)c, ldc * 8, c_rows, c_cols * 8);
-    }
-    gemm_asm_f64(k, a, rs_a, cs_a, b, rs_b, acc);
-    if (ep->transpose)
-        dgemm_store_t(c, ldc, m, n, acc, 12, 2, ep);
-    else
-        dgemm_store(c, ldc, m, n, acc, 12, 2, ep);
-}
-
-void dgemm_avx512_12x16(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
-                        int64_t rs_b, void *c_, int64_t ldc, int m, int n,
-                        const gemm_epilogue *ep)
-{
-    const double *a = (const double *)a_, *b = (const double *)b_;
-    double *c = (double *)c_;
-    if (m > 8 && n > 8 && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
-        dgemm_tile_asm(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
-    else if (rs_a == 1)
-        dgemm_edge(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
-    else
-        dgemm_edge(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
-}
+#define T double
+#define VEC __m512d
+#define L 8
+#define MASK __mmask8
+#define MASK_OF mask8
+#define VOP(op) _mm512_##op##_pd
+#define KFN(name) dgemm_##name
+#define GEMM_ASM gemm_asm_f64
+#define KERNEL dgemm_avx512_12x16
+#include "gemm/kernel_avx512_tmpl.h"
 
 /* ---- packing: transposes in registers -------------------------------------------------- */
 

@@ -17,6 +17,7 @@ from pynn import _config, nn, optim
 from pynn.callbacks import Callback, History
 from pynn.data import BatchIterator
 from pynn.nn.containers import backward_through
+from pynn.ops._validate import INT64, NATIVE_DTYPES
 from pynn.optim.lr_scheduler import _Schedule
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -86,14 +87,10 @@ def _accuracy_kind(loss_fn, metrics):
     return "argmax" if isinstance(loss_fn, nn.CrossEntropyLoss) else "threshold"
 
 
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
-_INT64 = np.dtype(np.int64)
-
-
 def _correct(kind, output, target):
     if kind == "argmax":
         if type(output) is np.ndarray and type(target) is np.ndarray and output.ndim == 2 \
-                and output.dtype in _FLOATS and target.dtype is _INT64 \
+                and output.dtype in NATIVE_DTYPES and target.dtype is INT64 \
                 and target.shape == output.shape[:1] and output.flags.c_contiguous \
                 and target.flags.c_contiguous:
             # a batch of (N, C) logits: one backend call (three NumPy calls and their

@@ -80,14 +80,20 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
-def test_optimizers_match_torch(name, backend):
+def _with_torch(name, rng):
+    """torch, then the same fresh parameters for pynn and torch, and optimizer `name`
+    (CASES) of each over them."""
     torch = pytest.importorskip("torch", reason="torch not installed")
     make, make_torch = CASES[name]
-    rng = np.random.default_rng(2)
     params = _params(rng)
     tparams = [torch.nn.Parameter(torch.from_numpy(p.data.copy())) for p in params]
-    opt, topt = make(params), make_torch(torch, tparams)
+    return torch, params, tparams, make(params), make_torch(torch, tparams)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_optimizers_match_torch(name, backend):
+    rng = np.random.default_rng(2)
+    torch, params, tparams, opt, topt = _with_torch(name, rng)
     for step in _grads(rng, params, 6):
         for p, tp, g in zip(params, tparams, step):
             p.grad = g.copy()
@@ -102,12 +108,8 @@ def test_optimizers_match_torch(name, backend):
 def test_parameters_joining_late_match_torch(name, backend):
     """A parameter whose gradient appears after the first steps has its own step count
     (Adam) or first step (SGD's buffer), so a step updates it in a call of its own."""
-    torch = pytest.importorskip("torch", reason="torch not installed")
-    make, make_torch = CASES[name]
     rng = np.random.default_rng(6)
-    params = _params(rng)
-    tparams = [torch.nn.Parameter(torch.from_numpy(p.data.copy())) for p in params]
-    opt, topt = make(params), make_torch(torch, tparams)
+    torch, params, tparams, opt, topt = _with_torch(name, rng)
     for t, step in enumerate(_grads(rng, params, 5)):
         for i, (p, tp, g) in enumerate(zip(params, tparams, step)):
             late = t < i  # parameter i gets its first gradient at step i

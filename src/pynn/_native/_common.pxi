@@ -15,6 +15,16 @@ ctypedef fused real:
     double
 
 
+cdef inline char float_kind(const char *fmt) noexcept:
+    """b'f' or b'd' for a buffer format of native float32 or float64 ('f', '@d', '=f'...);
+    0 for any other."""
+    if fmt[0] == b"@" or fmt[0] == b"=":
+        fmt += 1
+    if (fmt[0] == b"f" or fmt[0] == b"d") and fmt[1] == 0:
+        return fmt[0]
+    return 0
+
+
 cdef int check_status(int status, str what) except -1:
     """Turn a kernel's status code into a Python exception naming the kernel."""
     if status == 0:

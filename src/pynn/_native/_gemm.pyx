@@ -83,15 +83,12 @@ cdef int take(Operands *ops, Matrix *x, obj, str name, bint writable, int ndim) 
     PyObject_GetBuffer(obj, &ops.views[ops.held], PyBUF_RECORDS if writable else PyBUF_RECORDS_RO)
     cdef Py_buffer *v = &ops.views[ops.held]
     ops.held += 1
-    fmt = v.format
-    if fmt[0] == b"@" or fmt[0] == b"=":
-        fmt += 1
-    if (fmt[0] != b"f" and fmt[0] != b"d") or fmt[1] != 0:
+    x.kind = float_kind(v.format)
+    if not x.kind:
         raise ValueError(f"{name} must hold native float32 or float64, not format "
                          f"{v.format.decode()!r}")
     if v.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-D, got {v.ndim}-D")
-    x.kind = fmt[0]
     x.data = <char *>v.buf
     x.ndim = ndim
     cdef Py_ssize_t item = v.itemsize
@@ -730,16 +727,14 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
         gx = None
         for i in range(count - 1, -1, -1):
             n, k = (<object>weights[i]).shape
-            if codes[i] and i < count - 1:
-                # G is the input gradient of the layer above, ours to overwrite
-                DZ = G
+            DZ = G
+            if codes[i]:
+                # in place below the last layer, where G is the input gradient computed
+                # above (ours to overwrite); the caller's dy is only read
+                if i == count - 1:
+                    dz = _empty((m, n), dtype)
+                    hold_rows(&h, dz, dtype, &DZ, m, n, True)
                 act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
-            elif codes[i]:
-                dz = _empty((m, n), dtype)
-                hold_rows(&h, dz, dtype, &DZ, m, n, True)
-                act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
-            else:
-                DZ = G
             gx = None
             if i or input_grad:
                 gx = _empty((m, k), dtype)

@@ -108,7 +108,7 @@ cdef class ArrayLists:
         cdef int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (PyBUF_WRITABLE if written else 0)
         cdef Py_buffer *v
         cdef Py_buffer *like
-        cdef const char *fmt
+        cdef char kind
         cdef Py_ssize_t e, k
         for e in range(self.count):
             a = arrays[e]
@@ -122,15 +122,13 @@ cdef class ArrayLists:
             except (BufferError, ValueError) as exc:  # not C-contiguous, or read-only
                 raise ValueError(f"{name}[{e}]: {exc}") from None
             self.held += 1
-            fmt = v.format
-            if fmt[0] == b"@" or fmt[0] == b"=":
-                fmt += 1
-            if (fmt[0] != b"f" and fmt[0] != b"d") or fmt[1] != 0:
+            kind = float_kind(v.format)
+            if not kind:
                 raise ValueError(f"{name}[{e}] must hold native float32 or float64, not format "
                                  f"{v.format.decode()!r}")
             if role == 0:
                 if e == 0:
-                    self.kind = fmt[0]
+                    self.kind = kind
                 self.n[e] = v.len // v.itemsize
             else:
                 like = &self.views[e]
@@ -139,7 +137,7 @@ cdef class ArrayLists:
                 for k in range(v.ndim):
                     if v.shape[k] != like.shape[k]:
                         raise ValueError(f"{name}[{e}] differs in shape from params[{e}]")
-            if fmt[0] != self.kind:
+            if kind != self.kind:
                 raise ValueError(f"{name}[{e}] differs in dtype from params[0]")
             ptrs[e] = v.buf
             if v.len:

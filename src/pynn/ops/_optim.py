@@ -28,7 +28,6 @@ from pynn.backends import numpy as _reference
 from . import _validate as v
 
 _INF = float("inf")
-_INT64_MAX = 2**63 - 1
 
 __all__ = ["sgd_update", "adam_update", "rmsprop_update"]
 
@@ -228,7 +227,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     which is ignored otherwise). Weight decay is L2 (added to the gradient) unless
     decoupled, when param is first multiplied by 1 - lr * weight_decay.
     """
-    if type(param) is list and type(step) is int and 1 <= step <= _INT64_MAX \
+    if type(param) is list and type(step) is int and 1 <= step <= v.INT64_MAX \
             and type(lr) is float and 0.0 <= lr < _INF and type(eps) is float \
             and 0.0 < eps < _INF and type(beta1) is float and 0.0 <= beta1 < 1.0 \
             and type(beta2) is float and 0.0 <= beta2 < 1.0 and type(weight_decay) is float \

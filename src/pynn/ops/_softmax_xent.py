@@ -21,8 +21,6 @@ __all__ = ["softmax", "log_softmax", "softmax_backward", "log_softmax_backward",
            "softmax_cross_entropy"]
 
 REDUCTIONS = ("none", "mean", "sum")   # index = the kernels' reduction code
-_INT64_MIN, _INT64_MAX = -2**63, 2**63 - 1
-_INT64 = np.dtype(np.int64)
 
 
 def _kernels_and_dtype(dtype, name):
@@ -129,12 +127,12 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
     returned loss (for "none", of the sum of the row losses).
     """
     if type(logits) is np.ndarray and type(labels) is np.ndarray and logits.ndim == 2 \
-            and logits.dtype in v.NATIVE_DTYPES and labels.dtype is _INT64 \
+            and logits.dtype in v.NATIVE_DTYPES and labels.dtype is v.INT64 \
             and labels.shape == logits.shape[:1] and logits.shape[1] \
             and logits.flags.c_contiguous and labels.flags.c_contiguous and weight is None \
             and (reduction == "mean" or reduction == "sum") \
             and type(label_smoothing) is float and 0.0 <= label_smoothing <= 1.0 \
-            and type(ignore_index) is int and _INT64_MIN <= ignore_index <= _INT64_MAX:
+            and type(ignore_index) is int and v.INT64_MIN <= ignore_index <= v.INT64_MAX:
         # the common case (a training step's logits and int64 labels), checked in as few
         # steps as possible: at a small batch the checks below take longer than the kernel
         dlogits = np.empty(logits.shape, logits.dtype)
@@ -155,7 +153,7 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     label_smoothing = v.check_float(label_smoothing, "label_smoothing", 0.0, 1.0)
     ignore_index = v.check_int(ignore_index, "ignore_index")
-    if not _INT64_MIN <= ignore_index <= _INT64_MAX:
+    if not v.INT64_MIN <= ignore_index <= v.INT64_MAX:
         raise ValueError(f"ignore_index must fit in int64, got {ignore_index}")
 
     labels = v.asarray(labels, "labels")

@@ -10,6 +10,8 @@ import operator
 import numpy as np
 
 NATIVE_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INT64 = np.dtype(np.int64)  # class labels, as the kernels take them
+INT64_MIN, INT64_MAX = -2**63, 2**63 - 1
 
 
 def asarray(x, name):

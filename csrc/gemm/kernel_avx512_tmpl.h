@@ -1,0 +1,164 @@
+/* The micro-kernel of kernel_avx512.c for one float type: the epilogue, the intrinsic k
+ * loop, the tiles and the entry point, written once. kernel_avx512.c includes this file
+ * twice, after defining
+ *   T       float or double          VEC   __m512 or __m512d   L  lanes: 16 or 8
+ *   MASK    __mmask16 or __mmask8    MASK_OF(n)  the lanes below n
+ *   VOP(op) _mm512_<op>_ps or _pd    KFN(name)   sgemm_<name> or dgemm_<name>
+ *   GEMM_ASM  the assembly k loop    KERNEL      the entry point's name
+ * and KFN(store_t), the transposed epilogue, which differs between the types (16 x 16 or
+ * 8 x 8 register transposes); it undefines them at the end. */
+
+#define ES ((int64_t)sizeof(T))
+
+/* The epilogue of kernel.h on rows i < m, columns j < n. */
+PYNN_INLINE void KFN(store)(T *c, int64_t ldc, int m, int n, VEC acc[12][2], const int R,
+                            const int V, const gemm_epilogue *ep)
+{
+    const MASK mk[2] = {MASK_OF(n), MASK_OF(n - L)};
+    const VEC alpha = VOP(set1)((T)ep->alpha), beta = VOP(set1)((T)ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const T *bias = (const T *)ep->bias;
+    VEC bv[2] = {VOP(setzero)(), VOP(setzero)()};
+    if (bias) {
+        bv[0] = VOP(maskz_loadu)(mk[0], bias);
+        if (V > 1)
+            bv[1] = VOP(maskz_loadu)(mk[1], bias + L);
+    }
+    _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
+        if (i >= m)
+            break;
+        _Pragma("GCC unroll 2") for (int v = 0; v < V; v++) {
+            T *cv = c + i * ldc + L * v;
+            VEC z = acc[i][v];
+            if (scale)
+                z = VOP(mul)(alpha, z);
+            if (add_c) {
+                const VEC cold = VOP(maskz_loadu)(mk[v], cv);
+                z = fma_c ? VOP(fmadd)(beta, cold, z) : VOP(add)(z, cold);
+            }
+            if (bias)
+                z = VOP(add)(z, bv[v]);
+            VOP(mask_storeu)(cv, mk[v], z);
+        }
+    }
+}
+
+/* acc[i][v] += A(i, p) * B(p, L v..L v + L-1) over `steps` values of p; advances a and b.
+ * Row i of A is read at q[i / 4] + (i % 4) rs_a: three pointers and the offsets rs_a,
+ * 2 rs_a and 3 rs_a fit x86 addressing when A is read in place (cs_a == 1, rs_a the row
+ * stride), where twelve row pointers would not fit the registers. */
+PYNN_INLINE void KFN(steps)(int64_t steps, const T **a_, int64_t rs_a, int64_t cs_a,
+                            const T **b_, int64_t rs_b, VEC acc[12][2], const int R,
+                            const int V)
+{
+    const T *q[3] = {*a_, *a_ + 4 * rs_a, *a_ + 8 * rs_a}, *b = *b_;
+    const int64_t rs3 = 3 * rs_a;
+    for (int64_t p = 0; p < steps; p++) {
+        const VEC b0 = VOP(loadu)(b);
+        const VEC b1 = V > 1 ? VOP(loadu)(b + L) : b0;
+        _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
+            const T *row = q[i / 4] + (i % 4 == 3 ? rs3 : (i % 4) * rs_a);
+            const VEC ai = VOP(set1)(*row);
+            acc[i][0] = VOP(fmadd)(ai, b0, acc[i][0]);
+            if (V > 1)
+                acc[i][1] = VOP(fmadd)(ai, b1, acc[i][1]);
+        }
+        q[0] += cs_a;
+        q[1] += cs_a;
+        q[2] += cs_a;
+        b += rs_b;
+    }
+    *a_ = q[0];
+    *b_ = b;
+}
+
+/* A tile computed with R rows and V vectors of accumulators (R >= m, L V >= n). Called
+ * with constants for R and V and a literal 1 for rs_a or cs_a, so that each call compiles
+ * to its own loop with the accumulators in registers and the unit stride folded into the
+ * addresses. */
+PYNN_INLINE void KFN(tile)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
+                           const T *b, int64_t rs_b, T *c, int64_t ldc, int m, int n,
+                           const gemm_epilogue *ep, const int R, const int V)
+{
+    VEC acc[12][2];
+    _Pragma("GCC unroll 12") for (int i = 0; i < 12; i++)
+        acc[i][0] = acc[i][1] = VOP(setzero)();
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * ES, c_rows, c_cols * ES);
+        KFN(steps)(k - PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+        prefetch_c_l1((const char *)c, ldc * ES, c_rows, c_cols * ES);
+        KFN(steps)(PREFETCH_C_STEPS, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    } else {
+        KFN(steps)(k, &a, rs_a, cs_a, &b, rs_b, acc, R, V);
+    }
+    if (ep->transpose)
+        KFN(store_t)(c, ldc, m, n, acc, R, V, ep);
+    else
+        KFN(store)(c, ldc, m, n, acc, R, V, ep);
+}
+
+/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
+ * with a literal 1 for rs_a or for cs_a. */
+PYNN_INLINE void KFN(edge)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
+                           const T *b, int64_t rs_b, T *c, int64_t ldc, int m, int n,
+                           const gemm_epilogue *ep)
+{
+    if (n > L) {
+        if (m > 8)
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
+        else if (m > 4)
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
+        else
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
+    } else {
+        if (m > 8)
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
+        else if (m > 4)
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
+        else
+            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
+    }
+}
+
+/* A tile with more than 8 rows and L columns, A packed or read in place (cs_a 12 or 1). */
+static void KFN(tile_asm)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a, const T *b,
+                          int64_t rs_b, T *c, int64_t ldc, int m, int n,
+                          const gemm_epilogue *ep)
+{
+    VEC acc[12][2];
+    if (k >= 2 * PREFETCH_C_STEPS) {
+        const int c_rows = ep->transpose ? n : m, c_cols = ep->transpose ? m : n;
+        prefetch_c_l2((const char *)c, ldc * ES, c_rows, c_cols * ES);
+    }
+    GEMM_ASM(k, a, rs_a, cs_a, b, rs_b, acc);
+    if (ep->transpose)
+        KFN(store_t)(c, ldc, m, n, acc, 12, 2, ep);
+    else
+        KFN(store)(c, ldc, m, n, acc, 12, 2, ep);
+}
+
+void KERNEL(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b_,
+            int64_t rs_b, void *c_, int64_t ldc, int m, int n,
+            const gemm_epilogue *ep)
+{
+    const T *a = (const T *)a_, *b = (const T *)b_;
+    T *c = (T *)c_;
+    if (m > 8 && n > L && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
+        KFN(tile_asm)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else if (rs_a == 1)
+        KFN(edge)(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
+    else
+        KFN(edge)(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
+}
+
+#undef ES
+#undef T
+#undef VEC
+#undef L
+#undef MASK
+#undef MASK_OF
+#undef VOP
+#undef KFN
+#undef GEMM_ASM
+#undef KERNEL
