@@ -309,6 +309,24 @@ static int64_t split(int64_t units, int parts, int part)
     return units * part / parts;
 }
 
+/* Where `part` of `parts` threads starts along a dimension of `tiles` tiles of `unit`
+ * (`size` in all). Along the columns of C (c_cols), the start moves right to the next
+ * 64-byte line of C's first row: two threads writing the two ends of one cache line in
+ * every row pass it back and forth between their cores, which made a 128 x 256 product
+ * three times slower on two threads when C started 16 bytes into a line (as NumPy's
+ * arrays of 128 KB and more do). Tiles then start where the thread starts; the
+ * arithmetic of an element does not depend on its tile. */
+static int64_t thread_start(const gemm_problem *pb, int64_t tiles, int parts, int part,
+                            int unit, int64_t size, int c_cols)
+{
+    int64_t j = min64(split(tiles, parts, part) * unit, size);
+    const size_t es = pb->ar->elsize;
+    const uintptr_t addr = (uintptr_t)pb->c + (uintptr_t)j * es;
+    if (c_cols && j > 0 && j < size && addr % es == 0)
+        j = min64(j + (int64_t)((64 - addr % 64) % 64 / es), size);
+    return j;
+}
+
 static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 {
     const gemm_arch *ar = pb->ar;
@@ -328,17 +346,31 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 
     /* Whole entries per thread when there are enough; else a grid of row x column blocks
      * in whole tiles. The grid shape minimises the busiest thread's tiles plus the panels
-     * of A and B it packs (each costs about as much as a tile; one read in place, nothing). */
+     * of A and B it packs (each costs about as much as a tile; one read in place, nothing).
+     * Unless C's rows start on 64-byte lines, the end of a row shares a line with the start
+     * of the next, and threads that split C's columns pass that line back and forth in
+     * every row, once per k block: about 130 cycles a row (a 128 x 256 x 10 product took
+     * 5 us on two threads with C aligned, 15 us with C 16 bytes into a line, as NumPy's
+     * arrays of 128 KB and more are), against about MR cycles per k step for a tile. That
+     * cost counts against such splits, in tiles. */
     const int by_entry = pb->batch >= nt;
     const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr;
     const int64_t tiles_n = (pb->n + ar->nr - 1) / ar->nr;
+    const int lined = (uintptr_t)pb->c % 64 == 0 && (pb->ldc * (int64_t)ar->elsize) % 64 == 0;
+    const int64_t kblocks = (pb->k + pb->kc - 1) / (pb->kc > 0 ? pb->kc : 1);
+    const int64_t tile_cycles = ar->mr * pb->k + 50;
     int pn = 1;
     int64_t best = -1;
     for (int d = 1; d <= nt; d++) {
         if (nt % d)
             continue;
         const int64_t tm = (tiles_m + nt / d - 1) / (nt / d), tn = (tiles_n + d - 1) / d;
-        const int64_t cost = tm * tn + (pb->direct_a ? 0 : tm) + (pb->direct_b ? 0 : tn);
+        int64_t cost = tm * tn + (pb->direct_a ? 0 : tm) + (pb->direct_b ? 0 : tn);
+        const int c_cols_split = pb->transpose_c ? d < nt : d > 1;
+        if (c_cols_split && !lined) {
+            const int64_t c_rows = pb->transpose_c ? tn * ar->nr : tm * ar->mr;
+            cost += c_rows * (kblocks > 0 ? kblocks : 1) * 130 / tile_cycles;
+        }
         if (best < 0 || cost < best) {
             best = cost;
             pn = d;
@@ -360,12 +392,12 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
             s = gemm_block(pb, split(pb->batch, nt, t), split(pb->batch, nt, t + 1), 0, pb->m,
                            0, pb->n);
         } else {
-            const int tm = t / pn, tn = t % pn;
+            const int tm = t / pn, tn = t % pn, tc = pb->transpose_c;
             s = gemm_block(pb, 0, pb->batch,
-                           min64(split(tiles_m, pm, tm) * ar->mr, pb->m),
-                           min64(split(tiles_m, pm, tm + 1) * ar->mr, pb->m),
-                           min64(split(tiles_n, pn, tn) * ar->nr, pb->n),
-                           min64(split(tiles_n, pn, tn + 1) * ar->nr, pb->n));
+                           thread_start(pb, tiles_m, pm, tm, ar->mr, pb->m, tc),
+                           thread_start(pb, tiles_m, pm, tm + 1, ar->mr, pb->m, tc),
+                           thread_start(pb, tiles_n, pn, tn, ar->nr, pb->n, !tc),
+                           thread_start(pb, tiles_n, pn, tn + 1, ar->nr, pb->n, !tc));
         }
         if (s != PYNN_OK) {
 #ifdef _OPENMP

@@ -10,20 +10,13 @@
 
 #define ES ((int64_t)sizeof(T))
 
-/* The epilogue of kernel.h on rows i < m, columns j < n. */
-PYNN_INLINE void KFN(store)(T *c, int64_t ldc, int m, int n, VEC acc[12][2], const int R,
-                            const int V, const gemm_epilogue *ep)
+/* The epilogue of kernel.h on rows i < m, columns j < n, for given flags: called with
+ * constants for the common cases, so that those compile without a test per row. */
+PYNN_INLINE void KFN(store_rows)(T *c, int64_t ldc, int m, const MASK mk[2], VEC acc[12][2],
+                                 const int R, const int V, VEC alpha, VEC beta,
+                                 const VEC bv[2], const int scale, const int add_c,
+                                 const int fma_c, const int bias)
 {
-    const MASK mk[2] = {MASK_OF(n), MASK_OF(n - L)};
-    const VEC alpha = VOP(set1)((T)ep->alpha), beta = VOP(set1)((T)ep->beta);
-    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
-    const T *bias = (const T *)ep->bias;
-    VEC bv[2] = {VOP(setzero)(), VOP(setzero)()};
-    if (bias) {
-        bv[0] = VOP(maskz_loadu)(mk[0], bias);
-        if (V > 1)
-            bv[1] = VOP(maskz_loadu)(mk[1], bias + L);
-    }
     _Pragma("GCC unroll 12") for (int i = 0; i < R; i++) {
         if (i >= m)
             break;
@@ -41,6 +34,30 @@ PYNN_INLINE void KFN(store)(T *c, int64_t ldc, int m, int n, VEC acc[12][2], con
             VOP(mask_storeu)(cv, mk[v], z);
         }
     }
+}
+
+PYNN_INLINE void KFN(store)(T *c, int64_t ldc, int m, int n, VEC acc[12][2], const int R,
+                            const int V, const gemm_epilogue *ep)
+{
+    const MASK mk[2] = {MASK_OF(n), MASK_OF(n - L)};
+    const VEC alpha = VOP(set1)((T)ep->alpha), beta = VOP(set1)((T)ep->beta);
+    const int scale = ep->alpha != 1.0, add_c = ep->beta != 0.0, fma_c = add_c && ep->beta != 1.0;
+    const T *bias = (const T *)ep->bias;
+    VEC bv[2] = {VOP(setzero)(), VOP(setzero)()};
+    if (bias) {
+        bv[0] = VOP(maskz_loadu)(mk[0], bias);
+        if (V > 1)
+            bv[1] = VOP(maskz_loadu)(mk[1], bias + L);
+    }
+    if (scale || fma_c)
+        KFN(store_rows)(c, ldc, m, mk, acc, R, V, alpha, beta, bv, scale, add_c, fma_c,
+                        bias != NULL);
+    else if (add_c) /* a later k block: C += sums */
+        KFN(store_rows)(c, ldc, m, mk, acc, R, V, alpha, beta, bv, 0, 1, 0, bias != NULL);
+    else if (bias)
+        KFN(store_rows)(c, ldc, m, mk, acc, R, V, alpha, beta, bv, 0, 0, 0, 1);
+    else
+        KFN(store_rows)(c, ldc, m, mk, acc, R, V, alpha, beta, bv, 0, 0, 0, 0);
 }
 
 /* acc[i][v] += A(i, p) * B(p, L v..L v + L-1) over `steps` values of p; advances a and b.

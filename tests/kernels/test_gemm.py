@@ -455,6 +455,50 @@ def test_same_bits_at_any_thread_count(isa, dtype, trans_a, trans_b, rng):
 
 
 @native
+@pytest.mark.parametrize("m,n,k,trans_b", [(128, 256, 10, False), (10, 256, 32, False),
+                                           (32, 784, 64, False), (20, 300, 40, True)])
+@pytest.mark.parametrize("offset", [0, 1, 3])
+def test_c_off_its_cache_lines_gives_the_same_bits(isa, dtype, m, n, k, trans_b, offset, rng):
+    # C starting inside a 64-byte line, with rows that do not fill whole lines (ldc = n + 1):
+    # the threads then split it differently (by rows, or columns moved to a line start);
+    # the results must not change, nor anything around C be written
+    a = operand(rng, m, k, dtype, False)
+    b = operand(rng, k, n, dtype, trans_b)
+    bias = rng.standard_normal(n).astype(dtype)
+    expected = None
+    for threads in (1, 2, 4):
+        pynn.set_num_threads(threads)
+        buf = np.full(m * (n + 1) + 64, 7.0, dtype)
+        start = (-buf.ctypes.data // buf.itemsize) % (64 // buf.itemsize) + offset
+        c = buf[start:start + m * (n + 1)].reshape(m, n + 1)[:, :n]
+        _native.gemm_fused(c, a, b, False, trans_b, 1.0, 0.0, bias, ACTIVATIONS.index("relu"),
+                           0.0, None)
+        outside = np.ones(buf.shape, bool)
+        outside[start:start + m * (n + 1)].reshape(m, n + 1)[:, :n] = False
+        assert (buf[outside] == 7.0).all()
+        if expected is None:
+            expected = c.copy()
+            want = np.maximum(a @ (b.T if trans_b else b) + bias, 0)
+            np.testing.assert_allclose(c, want, rtol=1e-4 if dtype == np.float32 else 1e-10,
+                                       atol=1e-4 if dtype == np.float32 else 1e-10)
+        else:
+            np.testing.assert_array_equal(c, expected)
+
+
+@native
+@pytest.mark.parametrize("shape", [(128, 256), (512, 64), (1, 2)])
+def test_native_results_start_on_a_cache_line(dtype, shape, rng):
+    a = rng.standard_normal((shape[0], 7)).astype(dtype)
+    b = rng.standard_normal((7, shape[1])).astype(dtype)
+    c = _native.matmul_2d(a, b)
+    np.testing.assert_allclose(c, a @ b, rtol=1e-5)
+    assert c.shape == shape and c.dtype == dtype and c.flags.c_contiguous
+    assert c.flags.writeable
+    if c.nbytes >= 32768:
+        assert c.ctypes.data % 64 == 0
+
+
+@native
 @pytest.mark.parametrize("in_f,out_f", [(300, 70), (784, 512), (10, 3)])
 def test_a_sample_gives_the_same_bits_in_any_batch(isa, dtype, in_f, out_f, rng):
     x = rng.standard_normal((130, in_f)).astype(dtype)
