@@ -327,11 +327,59 @@ static int64_t thread_start(const gemm_problem *pb, int64_t tiles, int parts, in
     return j;
 }
 
+/* Global rows [r0, r1) of C (entry r / m, row r % m) by the dot-product kernel. */
+static void dot_block(const gemm_problem *pb, int64_t r0, int64_t r1)
+{
+    const size_t es = pb->ar->elsize;
+    const gemm_epilogue ep = {pb->alpha, pb->beta, pb->bias, 0};
+    const int finish = pb->preact || pb->act != PYNN_ACT_NONE;
+    while (r0 < r1) {
+        const int64_t e = r0 / pb->m, i0 = r0 % pb->m, i1 = min64(pb->m, i0 + (r1 - r0));
+        /* in row blocks that keep a block's C in L1 for the activation */
+        for (int64_t i = i0; i < i1; i += 64) {
+            const int64_t rows = min64(64, i1 - i);
+            pb->ar->dot(pb->k, pb->a + (size_t)(e * pb->stride_a + i * pb->lda) * es, pb->lda,
+                        pb->b + (size_t)(e * pb->stride_b) * es, pb->ldb,
+                        pb->c + (size_t)(e * pb->stride_c + i * pb->ldc) * es, pb->ldc,
+                        (int)rows, (int)pb->n, &ep);
+            if (finish)
+                finish_rows(pb, e, i, i + rows, 0, pb->n);
+        }
+        r0 += i1 - i0;
+    }
+}
+
+/* C = A B^T by dot products (gemm_dotkernel), the rows split between threads. */
+static pynn_status dot_run(const gemm_problem *pb, int nthreads)
+{
+    const int64_t rows = pb->batch * pb->m;
+    const int64_t work = rows * pb->n * (pb->k > 0 ? pb->k : 1);
+    const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
+    if (nt <= 1) {
+        dot_block(pb, 0, rows);
+        return PYNN_OK;
+    }
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num();
+        dot_block(pb, split(rows, nt, t), split(rows, nt, t + 1));
+    }
+#else
+    dot_block(pb, 0, rows);
+#endif
+    return PYNN_OK;
+}
+
 static pynn_status gemm_run(gemm_problem *pb, int nthreads)
 {
     const gemm_arch *ar = pb->ar;
     if (pb->batch <= 0 || pb->m <= 0 || pb->n <= 0)
         return PYNN_OK;
+    /* x @ w.T with few columns (a layer with few outputs): dot products of rows, chosen by
+     * the layout and n alone, so that a row's bits do not depend on m */
+    if (ar->dot && !pb->trans_a && pb->trans_b && pb->n <= ar->dot_n)
+        return dot_run(pb, nthreads);
     pb->kc = kblock(pb->k, ar->kc);
     /* x @ w.T with fewer rows in x than in w (a layer's forward pass at a small batch):
      * packing w.T would transpose the larger operand; computing the transposed product

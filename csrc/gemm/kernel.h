@@ -43,6 +43,18 @@ typedef void (*gemm_ukernel)(int64_t k, const void *a, int64_t rs_a, int64_t cs_
                              const void *b, int64_t rs_b, void *c, int64_t ldc, int m, int n,
                              const gemm_epilogue *ep);
 
+/* Rows of C from dot products, for op(A) = A and op(B) = B^T with A and B row-major (both
+ * contiguous along k) and C narrower than a vector (n <= dot_n of gemm_arch): a layer's
+ * forward pass x @ w.T with few outputs, where a tile of C would be mostly padding and
+ * packing w.T would transpose it. For i < m, j < n:
+ *   s[i][j] = sum over p < k of a[i*lda + p] * b[j*ldb + p]
+ * summed in vector lanes (p modulo the lanes, each a chain of FMAs in increasing p), the
+ * lanes then added in a fixed order: the bits depend on k alone (and the ISA), never on m
+ * or on which rows a call gets. Then the epilogue of gemm_epilogue (not transposed). */
+typedef void (*gemm_dotkernel)(int64_t k, const void *a, int64_t lda, const void *b,
+                               int64_t ldb, void *c, int64_t ldc, int m, int n,
+                               const gemm_epilogue *ep);
+
 /* Packing one micro-panel of width w (MR for A, NR for B; less for an edge panel):
  *   dst[p*w + x] = X(x, p) for x < mn, p < k;  0 for mn <= x < w
  * where X(x, p) is A(x, p) for an A panel and B(p, x) for a B panel. pack_copy reads an
@@ -65,6 +77,8 @@ typedef struct {
     gemm_ukernel ukernel;
     gemm_pack pack_copy, pack_trans;
     gemm_act act;
+    gemm_dotkernel dot;   /* NULL where the ISA has none */
+    int dot_n;            /* the widest C the dot kernel takes */
 } gemm_arch;
 
 /* The table row for the ISA in force (pynn_cpu_isa()). */
@@ -81,6 +95,10 @@ void sgemm_avx2_6x16(GEMM_UKERNEL_ARGS);
 void dgemm_avx2_6x8(GEMM_UKERNEL_ARGS);
 void sgemm_avx512_12x32(GEMM_UKERNEL_ARGS);
 void dgemm_avx512_12x16(GEMM_UKERNEL_ARGS);
+#define GEMM_DOT_ARGS int64_t, const void *, int64_t, const void *, int64_t, void *, int64_t, \
+                      int, int, const gemm_epilogue *
+void sgemm_avx512_dot(GEMM_DOT_ARGS);
+void dgemm_avx512_dot(GEMM_DOT_ARGS);
 #endif
 
 /* Packing routines, with the signature of gemm_pack: portable ones (pack.c), and faster

@@ -302,6 +302,48 @@ PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m512d acc
     }
 }
 
+/* The lanes of v[0..7] summed, into out[0..7], in a tree of shuffles and adds shared by
+ * the eight (about three instructions a sum, where reducing each vector alone takes ten).
+ * Each sum adds its own vector's lanes in the same order wherever it sits among the eight:
+ * halves, then quarters, then within a quarter element 0 + 2 and 1 + 3, then those two. */
+PYNN_INLINE void sgemm_hsum8(const __m512 v[8], float out[8])
+{
+    __m512 h[4], g[2];
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++) /* [a.q0+a.q2, a.q1+a.q3, b..] */
+        h[i] = _mm512_add_ps(_mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f32x4(v[2 * i], v[2 * i + 1], 0xEE));
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; i++) /* quarter l: v[4i + l]'s partial */
+        g[i] = _mm512_add_ps(_mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0x88),
+                             _mm512_shuffle_f32x4(h[2 * i], h[2 * i + 1], 0xDD));
+    const __m512 s = _mm512_add_ps(_mm512_unpacklo_ps(g[0], g[1]), _mm512_unpackhi_ps(g[0], g[1]));
+    const __m512 t = _mm512_add_ps(s, _mm512_shuffle_ps(s, s, _MM_SHUFFLE(1, 0, 3, 2)));
+    float lanes[16];
+    _mm512_storeu_ps(lanes, t); /* quarter l: the sums of v[l] and v[l + 4] */
+    _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++) {
+        out[l] = lanes[4 * l];
+        out[l + 4] = lanes[4 * l + 1];
+    }
+}
+
+/* The same for doubles: halves, then quarters (two doubles), then those two. */
+PYNN_INLINE void dgemm_hsum8(const __m512d v[8], double out[8])
+{
+    __m512d h[4], g[2];
+    _Pragma("GCC unroll 4") for (int i = 0; i < 4; i++)
+        h[i] = _mm512_add_pd(_mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0x44),
+                             _mm512_shuffle_f64x2(v[2 * i], v[2 * i + 1], 0xEE));
+    _Pragma("GCC unroll 2") for (int i = 0; i < 2; i++)
+        g[i] = _mm512_add_pd(_mm512_shuffle_f64x2(h[2 * i], h[2 * i + 1], 0x88),
+                             _mm512_shuffle_f64x2(h[2 * i], h[2 * i + 1], 0xDD));
+    const __m512d s = _mm512_add_pd(_mm512_unpacklo_pd(g[0], g[1]), _mm512_unpackhi_pd(g[0], g[1]));
+    double lanes[8];
+    _mm512_storeu_pd(lanes, s); /* quarter l: the sums of v[l] and v[l + 4] */
+    _Pragma("GCC unroll 4") for (int l = 0; l < 4; l++) {
+        out[l] = lanes[2 * l];
+        out[l + 4] = lanes[2 * l + 1];
+    }
+}
+
 #define T float
 #define VEC __m512
 #define L 16
@@ -311,6 +353,7 @@ PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m512d acc
 #define KFN(name) sgemm_##name
 #define GEMM_ASM gemm_asm_f32
 #define KERNEL sgemm_avx512_12x32
+#define DOT_KERNEL sgemm_avx512_dot
 #include "gemm/kernel_avx512_tmpl.h"
 
 #define T double
@@ -322,6 +365,7 @@ PYNN_INLINE void dgemm_store_t(double *c, int64_t ldc, int m, int n, __m512d acc
 #define KFN(name) dgemm_##name
 #define GEMM_ASM gemm_asm_f64
 #define KERNEL dgemm_avx512_12x16
+#define DOT_KERNEL dgemm_avx512_dot
 #include "gemm/kernel_avx512_tmpl.h"
 
 /* ---- packing: transposes in registers -------------------------------------------------- */

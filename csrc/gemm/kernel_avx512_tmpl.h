@@ -5,6 +5,7 @@
  *   MASK    __mmask16 or __mmask8    MASK_OF(n)  the lanes below n
  *   VOP(op) _mm512_<op>_ps or _pd    KFN(name)   sgemm_<name> or dgemm_<name>
  *   GEMM_ASM  the assembly k loop    KERNEL      the entry point's name
+ *   DOT_KERNEL  the dot-product kernel's name (kernel.h)
  * and KFN(store_t), the transposed epilogue, which differs between the types (16 x 16 or
  * 8 x 8 register transposes); it undefines them at the end. */
 
@@ -169,6 +170,88 @@ void KERNEL(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b
         KFN(edge)(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
 }
 
+/* The dot-product kernel (kernel.h), R rows by the Q columns from b, into sums[r][q]:
+ * R * Q accumulators of lanes, R + Q loads for R * Q FMAs a vector of k. */
+PYNN_INLINE void KFN(dot_block)(int64_t k, const T *a, int64_t lda, const T *b, int64_t ldb,
+                                T sums[4][L], int j0, const int R, const int Q)
+{
+    VEC acc[4][5];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            acc[r][q] = VOP(setzero)();
+    int64_t p = 0;
+    for (; p + L <= k; p += L) {
+        VEC bv[5];
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            bv[q] = VOP(loadu)(b + q * ldb + p);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const VEC av = VOP(loadu)(a + r * lda + p);
+            _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+                acc[r][q] = VOP(fmadd)(av, bv[q], acc[r][q]);
+        }
+    }
+    if (p < k) { /* the lanes past k add 0 * 0 */
+        const MASK mk = MASK_OF((int)(k - p));
+        VEC bv[5];
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            bv[q] = VOP(maskz_loadu)(mk, b + q * ldb + p);
+        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+            const VEC av = VOP(maskz_loadu)(mk, a + r * lda + p);
+            _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+                acc[r][q] = VOP(fmadd)(av, bv[q], acc[r][q]);
+        }
+    }
+    VEC flat[24];
+    T out[24];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            flat[r * Q + q] = acc[r][q];
+    _Pragma("GCC unroll 24") for (int x = R * Q; x < (R * Q + 7) / 8 * 8; x++)
+        flat[x] = VOP(setzero)();
+    _Pragma("GCC unroll 3") for (int x = 0; x < R * Q; x += 8)
+        KFN(hsum8)(flat + x, out + x);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            sums[r][j0 + q] = out[r * Q + q];
+}
+
+/* R rows of C: the columns in groups of at most 5, then the epilogue of the GEMM tiles on
+ * the sums as one vector a row. */
+PYNN_INLINE void KFN(dot_rows)(int64_t k, const T *a, int64_t lda, const T *b, int64_t ldb,
+                               T *c, int64_t ldc, int n, const gemm_epilogue *ep, const int R)
+{
+    T sums[4][L];
+    const int groups = (n + 4) / 5;
+    for (int g = 0, j0 = 0; g < groups; g++) {
+        const int q = (n - j0) / (groups - g); /* groups of near-equal width */
+        const T *bg = b + j0 * ldb;
+        switch (q) {
+        case 1: KFN(dot_block)(k, a, lda, bg, ldb, sums, j0, R, 1); break;
+        case 2: KFN(dot_block)(k, a, lda, bg, ldb, sums, j0, R, 2); break;
+        case 3: KFN(dot_block)(k, a, lda, bg, ldb, sums, j0, R, 3); break;
+        case 4: KFN(dot_block)(k, a, lda, bg, ldb, sums, j0, R, 4); break;
+        default: KFN(dot_block)(k, a, lda, bg, ldb, sums, j0, R, 5); break;
+        }
+        j0 += q;
+    }
+    VEC acc[12][2];
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)
+        acc[r][0] = VOP(maskz_loadu)(MASK_OF(n), sums[r]);
+    KFN(store)(c, ldc, R, n, acc, R, 1, ep);
+}
+
+void DOT_KERNEL(int64_t k, const void *a_, int64_t lda, const void *b_, int64_t ldb,
+                void *c_, int64_t ldc, int m, int n, const gemm_epilogue *ep)
+{
+    const T *a = (const T *)a_, *b = (const T *)b_;
+    T *c = (T *)c_;
+    int i = 0;
+    for (; i + 4 <= m; i += 4)
+        KFN(dot_rows)(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, n, ep, 4);
+    for (; i < m; i++)
+        KFN(dot_rows)(k, a + i * lda, lda, b, ldb, c + i * ldc, ldc, n, ep, 1);
+}
+
 #undef ES
 #undef T
 #undef VEC
@@ -179,3 +262,4 @@ void KERNEL(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b
 #undef KFN
 #undef GEMM_ASM
 #undef KERNEL
+#undef DOT_KERNEL

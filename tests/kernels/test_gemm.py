@@ -23,11 +23,15 @@ native = pytest.mark.skipif(not _native.AVAILABLE, reason="native backend not bu
 # (m, n, k) around the tiles (MR 4/6/12, NR 8/16/32) and the edge tiles the kernels
 # special-case, k around the assembly loop's minimum (32) and unrolling (4), the k blocks
 # (KC 192/256/384), several row blocks (MC 2688) and column blocks (NC 256/512), m < n for
-# x @ w.T (computed transposed), the threading threshold, and empty dimensions.
+# x @ w.T (computed transposed), the threading threshold, and empty dimensions; x @ w.T
+# narrower than a vector (dot products: rows in blocks of 4, columns in groups of at most
+# 5, k around the vector width 8/16).
 SHAPES = [(1, 1, 1), (2, 3, 5), (3, 8, 4), (5, 17, 9), (6, 16, 2), (7, 31, 33), (11, 33, 64),
           (12, 32, 383), (13, 48, 384), (25, 65, 385), (9, 20, 193), (24, 7, 257),
           (30, 45, 769), (100, 130, 40), (36, 64, 31), (24, 96, 35), (2701, 131, 5),
-          (9, 1100, 37), (0, 5, 3), (4, 0, 3), (4, 5, 0)]
+          (9, 1100, 37), (0, 5, 3), (4, 0, 3), (4, 5, 0),
+          (5, 10, 16), (9, 15, 17), (4, 7, 1), (3, 11, 8), (8, 6, 15), (1, 10, 256),
+          (1030, 12, 41)]
 TRANSPOSES = [(False, False), (False, True), (True, False), (True, True)]
 
 
@@ -122,7 +126,8 @@ def guarded(shape, dtype, rng, guard_after=True):
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="needs mmap and mprotect")
 @pytest.mark.parametrize("trans_a,trans_b", TRANSPOSES)
 def test_kernels_never_read_outside_the_operands(isa, dtype, trans_a, trans_b, rng):
-    for m, n, k in [(1, 1, 1), (6, 8, 5), (7, 24, 3), (9, 17, 7), (13, 33, 2), (30, 45, 11)]:
+    for m, n, k in [(1, 1, 1), (6, 8, 5), (7, 24, 3), (9, 17, 7), (13, 33, 2), (30, 45, 11),
+                    (5, 10, 17), (3, 7, 9)]:
         for after in (True, False):
             a = guarded((k, m) if trans_a else (m, k), dtype, rng, after)
             b = guarded((n, k) if trans_b else (k, n), dtype, rng, after)
@@ -134,7 +139,7 @@ def test_kernels_never_read_outside_the_operands(isa, dtype, trans_a, trans_b, r
 
 @native
 @pytest.mark.parametrize("name", ACTIVATIONS)
-@pytest.mark.parametrize("m,n,k", [(1, 3, 2), (13, 33, 40), (30, 70, 400)])
+@pytest.mark.parametrize("m,n,k", [(1, 3, 2), (13, 33, 40), (30, 70, 400), (9, 10, 40)])
 def test_fused_epilogue_matches_reference(isa, dtype, name, m, n, k, rng):
     code = ACTIVATIONS.index(name)
     a = operand(rng, m, k, dtype, False)
@@ -499,7 +504,7 @@ def test_native_results_start_on_a_cache_line(dtype, shape, rng):
 
 
 @native
-@pytest.mark.parametrize("in_f,out_f", [(300, 70), (784, 512), (10, 3)])
+@pytest.mark.parametrize("in_f,out_f", [(300, 70), (784, 512), (10, 3), (256, 10)])
 def test_a_sample_gives_the_same_bits_in_any_batch(isa, dtype, in_f, out_f, rng):
     x = rng.standard_normal((130, in_f)).astype(dtype)
     w = rng.standard_normal((out_f, in_f)).astype(dtype)
