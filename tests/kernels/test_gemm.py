@@ -499,7 +499,7 @@ def test_native_results_start_on_a_cache_line(dtype, shape, rng):
     np.testing.assert_allclose(c, a @ b, rtol=1e-5)
     assert c.shape == shape and c.dtype == dtype and c.flags.c_contiguous
     assert c.flags.writeable
-    if c.nbytes >= 32768:
+    if c.nbytes >= 65536:
         assert c.ctypes.data % 64 == 0
 
 
@@ -618,12 +618,36 @@ def test_matmul_dtypes_are_numpys(ta, tb, rng):
     assert ops.matmul([[1, 2]], [[3], [4]]).tolist() == [[11]]
 
 
-def test_matmul_out(dtype, rng):
+@pytest.mark.parametrize("backend", [pytest.param("native", marks=native), "numpy"])
+def test_matmul_out(backend, dtype, rng):
+    with pynn.use_backend(backend):
+        _matmul_out(dtype, rng)
+
+
+def _matmul_out(dtype, rng):
     a = rng.standard_normal((6, 4)).astype(dtype)
     b = rng.standard_normal((4, 5)).astype(dtype)
     out = np.empty((6, 5), dtype)
     assert ops.matmul(a, b, out=out) is out
     np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+    np.testing.assert_array_equal(out, ops.matmul(a, b))  # the same kernel either way
+    # rows further apart than their length, and columns contiguous instead (transposed)
+    for view in (np.full((6, 8), 9, dtype)[:, 1:6], np.full((5, 6), 9, dtype).T):
+        assert ops.matmul(a, b, out=view) is view
+        np.testing.assert_array_equal(view, ops.matmul(a, b))
+        if view.base.shape == (6, 8):
+            np.testing.assert_array_equal(view.base[:, [0, 6, 7]], 9)
+    # an out sharing memory with an operand is refused, not written
+    buf = rng.standard_normal(64).astype(dtype)
+    before = buf.copy()
+    with pytest.raises(ValueError, match="overlaps"):
+        ops.matmul(buf[:24].reshape(6, 4), b, out=buf[20:50].reshape(6, 5))
+    with pytest.raises(ValueError, match="overlaps"):
+        ops.matmul(a, buf[25:45].reshape(4, 5), out=buf[:30].reshape(6, 5))
+    np.testing.assert_array_equal(buf, before)
+    ops.matmul(buf[:24].reshape(6, 4), b, out=buf[24:54].reshape(6, 5))  # adjacent: fine
+    np.testing.assert_allclose(buf[24:54].reshape(6, 5), before[:24].reshape(6, 4) @ b,
+                               rtol=1e-5)
     wide = np.zeros((6, 5), np.float64)
     assert ops.matmul(a, b, out=wide) is wide
     np.testing.assert_allclose(wide, a @ b, rtol=1e-5)

@@ -201,8 +201,9 @@ cdef object _ndarray = np.ndarray, _empty = np.empty
 cdef object _float32 = np.dtype(np.float32), _float64 = np.dtype(np.float64)
 cdef object _uint8 = np.dtype(np.uint8)
 
-# Results of at least this many bytes start on a 64-byte line (_empty_lined).
-DEF LINED_MIN_BYTES = 32768
+# Results of at least this many bytes start on a 64-byte line (_empty_lined): below it, the
+# extra view costs about what the aligned stores save (32 x 256 x 10: ~0.25 us either way).
+DEF LINED_MIN_BYTES = 65536
 
 
 cdef object _empty_lined(shape, dtype, Py_ssize_t nbytes):
@@ -246,19 +247,34 @@ cdef bint as_operand(const Py_buffer *v, Matrix *x, bint *trans) noexcept:
     return True
 
 
-def matmul_2d(a, b):
-    """a @ b as a new C-contiguous array, for NumPy arrays a (m, k) and b (k, n) of one
-    dtype, float32 or float64; None for anything else (see pynn.backends.numpy.gemm).
-    Everything is checked here, in C: a product of small matrices takes a few
-    microseconds, and the Python-level checks of ops.matmul would add one to it."""
+cdef bint disjoint(const Py_buffer *x, const Py_buffer *y) noexcept:
+    """x and y share no byte."""
+    cdef char *xlo
+    cdef char *xhi
+    cdef char *ylo
+    cdef char *yhi
+    extent(x, &xlo, &xhi)
+    extent(y, &ylo, &yhi)
+    return xhi <= ylo or yhi <= xlo
+
+
+def matmul_2d(a, b, out=None):
+    """a @ b, for NumPy arrays a (m, k) and b (k, n) of one dtype, float32 or float64: a new
+    C-contiguous array, or `out` (m, n) of that dtype with contiguous rows, apart from a
+    and b; None for anything else (see pynn.backends.numpy.gemm). Everything is checked
+    here, in C: a product of small matrices takes a few microseconds, and the Python-level
+    checks of ops.matmul would add one to it."""
     if type(a) is not _ndarray or type(b) is not _ndarray:
         return None
     dtype = (<object>a).dtype
     if (dtype is not _float32 and dtype is not _float64) or (<object>b).dtype is not dtype:
         return None
+    if out is not None and (type(out) is not _ndarray or (<object>out).dtype is not dtype):
+        return None
     cdef Operands ops
     cdef Matrix A, B, C
-    cdef bint ta, tb
+    cdef bint ta, tb, tc
+    cdef Py_ssize_t m, n
     ops.held = 0
     try:
         PyObject_GetBuffer(a, &ops.views[0], PyBUF_RECORDS_RO)
@@ -271,8 +287,23 @@ def matmul_2d(a, b):
                 or not as_operand(&ops.views[1], &B, &tb):
             return None
         m, n = ops.views[0].shape[0], ops.views[1].shape[1]
-        c = _empty_lined((m, n), dtype, m * n * ops.views[0].itemsize)
-        take(&ops, &C, c, "c", True, 2)
+        if out is None:
+            c = _empty_lined((m, n), dtype, m * n * ops.views[0].itemsize)
+            take(&ops, &C, c, "c", True, 2)
+        else:
+            # anything unusual (read-only, another shape or layout, overlap) is left to the
+            # general path, which raises or copies as NumPy does
+            if not (<object>out).flags.writeable:
+                return None
+            PyObject_GetBuffer(out, &ops.views[2], PyBUF_RECORDS)
+            ops.held = 3
+            if ops.views[2].ndim != 2 or ops.views[2].shape[0] != m \
+                    or ops.views[2].shape[1] != n or m == 0 or n == 0 \
+                    or not as_operand(&ops.views[2], &C, &tc) or tc \
+                    or not disjoint(&ops.views[2], &ops.views[0]) \
+                    or not disjoint(&ops.views[2], &ops.views[1]):
+                return None
+            c = out
         _gemm_fused(&C, &A, &B, ta, tb, 1.0, 0.0, NULL, 0, 0.0, NULL)
         return c
     finally:

@@ -85,10 +85,11 @@ def matmul(a, b, out=None):
     broadcast, a 1-D operand promoted to a row (a) or a column (b) and that axis dropped
     from the result. The result dtype is NumPy's; `out` (casting 'same_kind') must not
     overlap a or b, where NumPy would make a copy first (a ValueError here)."""
-    if out is None and type(a) is np.ndarray and type(b) is np.ndarray:
-        # the common case, two float matrices, checked and computed by one backend call:
-        # small products take microseconds, and Python-level checks would double that
-        c = backend_module().matmul_2d(a, b)
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        # the common case, two float matrices (and an out= of their dtype), checked and
+        # computed by one backend call: small products take microseconds, and Python-level
+        # checks would double that
+        c = backend_module().matmul_2d(a, b, out)
         if c is not None:
             return c
     a = v.asarray(a, "a")

@@ -37,17 +37,26 @@ def gemm_fused(c, a, b, trans_a, trans_b, alpha, beta, bias, activation, negativ
     c[...] = y
 
 
-def matmul_2d(a, b):
-    """a @ b as a new C-contiguous (m, n) array, for NumPy arrays (not subclasses) a (m, k)
-    and b (k, n) of one dtype, float32 or float64, in the byte order of the machine.
-    Anything else gives None, and the caller (ops.matmul) takes its general path; the
-    native version also gives None for operands with neither rows nor columns contiguous,
-    which that path copies first."""
+def matmul_2d(a, b, out=None):
+    """a @ b as a new C-contiguous (m, n) array, or written into `out`, for NumPy arrays
+    (not subclasses) a (m, k) and b (k, n) of one dtype, float32 or float64, in the byte
+    order of the machine, and `out` None or a writable (m, n) array of that dtype whose
+    rows are contiguous and which overlaps neither a nor b. Anything else gives None, and
+    the caller (ops.matmul) takes its general path; the native version also gives None
+    for operands with neither rows nor columns contiguous, which that path copies first,
+    and for empty results."""
     if type(a) is not np.ndarray or type(b) is not np.ndarray or a.ndim != 2 or b.ndim != 2:
         return None
     if a.dtype not in _NATIVE or b.dtype is not a.dtype or a.shape[1] != b.shape[0]:
         return None
-    return np.matmul(a, b)
+    if out is None:
+        return np.matmul(a, b)
+    if type(out) is not np.ndarray or out.dtype is not a.dtype or not out.flags.writeable \
+            or out.shape != (a.shape[0], b.shape[1]) or out.size == 0 \
+            or (out.shape[1] > 1 and out.strides[1] != out.itemsize) or out.strides[0] < 0 \
+            or np.may_share_memory(out, a) or np.may_share_memory(out, b):
+        return None
+    return np.matmul(a, b, out=out)
 
 
 _NATIVE = (np.dtype(np.float32), np.dtype(np.float64))
