@@ -14,13 +14,17 @@
  * in place (a row-major A meeting few B panels, a row-major B meeting few A panels) is
  * not packed; its partial edge panel is then packed on its own, so that the micro-kernel
  * never reads outside an operand. x @ w.T at a small batch is computed as (w @ x.T).T, so
- * that the small x is transposed instead of w (swap_operands). The fused epilogue runs
+ * that the small x is transposed instead of w (swap_operands); x @ w.T narrower than a
+ * vector is computed by dot products of rows instead (dot_run, on ISAs with a dot kernel),
+ * where a tile would be mostly padding. The fused epilogue runs
  * on the last k block: alpha, beta and bias inside the micro-kernel, then the activation
  * and the copy of the pre-activation on rows of C while they are still in cache.
  *
  * Determinism: an element of C is the same chain of FMAs over each k block, and the k
  * blocks depend on K alone (kblock()), so neither the thread split, nor M, nor packing or
- * swapping, nor which rows share a tile changes a bit of the result.
+ * swapping, nor which rows share a tile changes a bit of the result. (A dot product's
+ * lanes and their sum in a fixed tree depend on K alone too; the dot path is chosen by
+ * the layout and N, never by M or the threads.)
  *
  * Threads own disjoint blocks of C (whole batch entries, or a grid of rows x columns) and
  * pack what they read themselves: no barriers, no shared writes. (Sharing packed panels
