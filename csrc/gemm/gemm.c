@@ -359,7 +359,7 @@ static pynn_status dot_run(const gemm_problem *pb, int nthreads)
     const int64_t rows = pb->batch * pb->m;
     const int64_t work = rows * pb->n * (pb->k > 0 ? pb->k : 1);
     const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
-    if (nt <= 1) {
+    if (nt <= 1) { /* always, without OpenMP */
         dot_block(pb, 0, rows);
         return PYNN_OK;
     }
@@ -369,8 +369,6 @@ static pynn_status dot_run(const gemm_problem *pb, int nthreads)
         const int t = omp_get_thread_num();
         dot_block(pb, split(rows, nt, t), split(rows, nt, t + 1));
     }
-#else
-    dot_block(pb, 0, rows);
 #endif
     return PYNN_OK;
 }
@@ -409,7 +407,7 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     const int64_t tiles_m = (pb->m + ar->mr - 1) / ar->mr;
     const int64_t tiles_n = (pb->n + ar->nr - 1) / ar->nr;
     const int lined = (uintptr_t)pb->c % 64 == 0 && (pb->ldc * (int64_t)ar->elsize) % 64 == 0;
-    const int64_t kblocks = (pb->k + pb->kc - 1) / (pb->kc > 0 ? pb->kc : 1);
+    const int64_t kblocks = pb->k > pb->kc ? (pb->k + pb->kc - 1) / pb->kc : 1;
     const int64_t tile_cycles = ar->mr * pb->k + 50;
     int pn = 1;
     int64_t best = -1;
@@ -421,7 +419,7 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
         const int c_cols_split = pb->transpose_c ? d < nt : d > 1;
         if (c_cols_split && !lined) {
             const int64_t c_rows = pb->transpose_c ? tn * ar->nr : tm * ar->mr;
-            cost += c_rows * (kblocks > 0 ? kblocks : 1) * 130 / tile_cycles;
+            cost += c_rows * kblocks * 130 / tile_cycles;
         }
         if (best < 0 || cost < best) {
             best = cost;

@@ -116,27 +116,29 @@ PYNN_INLINE void KFN(tile)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
         KFN(store)(c, ldc, m, n, acc, R, V, ep);
 }
 
-/* The tile variant for an m x n edge: 12, 8 or 4 rows, 2 or 1 vectors. Inlined twice,
- * with a literal 1 for rs_a or for cs_a. */
+/* The tile variant for an m x n edge: 12, 8 or 4 rows, with V vectors. */
+PYNN_INLINE void KFN(edge_rows)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
+                                const T *b, int64_t rs_b, T *c, int64_t ldc, int m, int n,
+                                const gemm_epilogue *ep, const int V)
+{
+    if (m > 8)
+        KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, V);
+    else if (m > 4)
+        KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, V);
+    else
+        KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, V);
+}
+
+/* The tile variant for an m x n edge: 2 vectors, or 1 for n <= L. Inlined twice, with a
+ * literal 1 for rs_a or for cs_a. */
 PYNN_INLINE void KFN(edge)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
                            const T *b, int64_t rs_b, T *c, int64_t ldc, int m, int n,
                            const gemm_epilogue *ep)
 {
-    if (n > L) {
-        if (m > 8)
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 2);
-        else if (m > 4)
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 2);
-        else
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 2);
-    } else {
-        if (m > 8)
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, 1);
-        else if (m > 4)
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, 1);
-        else
-            KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 4, 1);
-    }
+    if (n > L)
+        KFN(edge_rows)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 2);
+    else
+        KFN(edge_rows)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 1);
 }
 
 /* A tile with more than 8 rows and L columns, A packed or read in place (cs_a 12 or 1). */
@@ -170,6 +172,28 @@ void KERNEL(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b
         KFN(edge)(k, a, rs_a, 1, b, rs_b, c, ldc, m, n, ep);
 }
 
+/* One vector of k for the dot-product kernel: acc[r][q] += a_r[p..] * b_q[p..]; where
+ * `masked`, the lanes outside mk are loaded as 0 (so they add 0 * 0). (Masked loads
+ * throughout made 512 x 10 x 784 6% slower: the full vectors load plainly.) */
+PYNN_INLINE VEC KFN(dot_load)(const T *x, MASK mk, const int masked)
+{
+    return masked ? VOP(maskz_loadu)(mk, x) : VOP(loadu)(x);
+}
+
+PYNN_INLINE void KFN(dot_step)(const T *a, int64_t lda, const T *b, int64_t ldb, int64_t p,
+                               MASK mk, const int masked, VEC acc[4][5], const int R,
+                               const int Q)
+{
+    VEC bv[5];
+    _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+        bv[q] = KFN(dot_load)(b + q * ldb + p, mk, masked);
+    _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
+        const VEC av = KFN(dot_load)(a + r * lda + p, mk, masked);
+        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
+            acc[r][q] = VOP(fmadd)(av, bv[q], acc[r][q]);
+    }
+}
+
 /* The dot-product kernel (kernel.h), R rows by the Q columns from b, into sums[r][q]:
  * R * Q accumulators of lanes, R + Q loads for R * Q FMAs a vector of k. */
 PYNN_INLINE void KFN(dot_block)(int64_t k, const T *a, int64_t lda, const T *b, int64_t ldb,
@@ -180,27 +204,10 @@ PYNN_INLINE void KFN(dot_block)(int64_t k, const T *a, int64_t lda, const T *b, 
         _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
             acc[r][q] = VOP(setzero)();
     int64_t p = 0;
-    for (; p + L <= k; p += L) {
-        VEC bv[5];
-        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
-            bv[q] = VOP(loadu)(b + q * ldb + p);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const VEC av = VOP(loadu)(a + r * lda + p);
-            _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
-                acc[r][q] = VOP(fmadd)(av, bv[q], acc[r][q]);
-        }
-    }
-    if (p < k) { /* the lanes past k add 0 * 0 */
-        const MASK mk = MASK_OF((int)(k - p));
-        VEC bv[5];
-        _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
-            bv[q] = VOP(maskz_loadu)(mk, b + q * ldb + p);
-        _Pragma("GCC unroll 4") for (int r = 0; r < R; r++) {
-            const VEC av = VOP(maskz_loadu)(mk, a + r * lda + p);
-            _Pragma("GCC unroll 5") for (int q = 0; q < Q; q++)
-                acc[r][q] = VOP(fmadd)(av, bv[q], acc[r][q]);
-        }
-    }
+    for (; p + L <= k; p += L)
+        KFN(dot_step)(a, lda, b, ldb, p, MASK_OF(L), 0, acc, R, Q);
+    if (p < k)
+        KFN(dot_step)(a, lda, b, ldb, p, MASK_OF((int)(k - p)), 1, acc, R, Q);
     VEC flat[24];
     T out[24];
     _Pragma("GCC unroll 4") for (int r = 0; r < R; r++)

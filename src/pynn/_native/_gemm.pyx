@@ -604,17 +604,21 @@ cdef void extent(const Py_buffer *v, char **lo, char **hi) noexcept:
 
 cdef bint apart(const Py_buffer *v, Held *h, Py_ssize_t inputs) noexcept:
     """v shares no byte with the first `inputs` buffers held."""
-    cdef char *lo
-    cdef char *hi
-    cdef char *olo
-    cdef char *ohi
     cdef Py_ssize_t i
-    extent(v, &lo, &hi)
     for i in range(inputs):
-        extent(&h.views[i], &olo, &ohi)
-        if lo < ohi and olo < hi:
+        if not disjoint(v, &h.views[i]):
             return False
     return True
+
+
+cdef object hold_new(Held *h, Matrix *x, Py_ssize_t rows, Py_ssize_t cols, dtype,
+                     Py_ssize_t item):
+    """A new array (rows, cols), or (cols,) when rows is 0, of dtype (item bytes an
+    element), held writable and described in x."""
+    shape = (<object>cols,) if rows == 0 else (<object>rows, <object>cols)
+    a = _empty_lined(shape, dtype, (rows if rows else 1) * cols * item)
+    hold_rows(h, a, dtype, x, rows, cols, True)
+    return a
 
 
 cdef int read_codes(activations, slopes, Py_ssize_t count, int *codes,
@@ -679,14 +683,12 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
         ys, zs = [], []
         for i in range(count):
             n = (<object>weights[i]).shape[0]
-            y = _empty_lined((m, n), dtype, m * n * item)
-            hold_rows(&h, y, dtype, &Y, m, n, True)
+            y = hold_new(&h, &Y, m, n, dtype, item)
             z = None
             # ReLU below the last layer: backward reads the output (see the reference)
             from_output = keep and codes[i] == ACT_RELU and i < count - 1
             if keep and codes[i] and not from_output:
-                z = _empty_lined((m, n), dtype, m * n * item)
-                hold_rows(&h, z, dtype, &Z, m, n, True)
+                z = hold_new(&h, &Z, m, n, dtype, item)
             _gemm_fused(&Y, &X, &W[i], tx, not tw[i], 1.0, 0.0,
                         &BIAS[i] if BIAS[i].data != NULL else NULL, codes[i],
                         slope_values[i], &Z if z is not None else NULL)
@@ -787,13 +789,11 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
                 # in place below the last layer, where G is the input gradient computed
                 # above (ours to overwrite); the caller's dy is only read
                 if i == count - 1:
-                    dz = _empty_lined((m, n), dtype, m * n * item)
-                    hold_rows(&h, dz, dtype, &DZ, m, n, True)
+                    hold_new(&h, &DZ, m, n, dtype, item)
                 act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
             gx = None
             if i or input_grad:
-                gx = _empty_lined((m, k), dtype, m * k * item)
-                hold_rows(&h, gx, dtype, &DX, m, k, True)
+                gx = hold_new(&h, &DX, m, k, dtype, item)
                 _gemm_fused(&DX, &DZ, &M[5 * i + 1], False, trans[2 * i + 1], 1.0, 0.0, NULL,
                             0, 0.0, NULL)
             for grads, slot in ((dws, 3), (dbs, 4)):
@@ -803,10 +803,8 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
                     continue
                 accumulate = g is not None
                 if not accumulate:
-                    g = _empty_lined(((<object>n, <object>k) if slot == 3 else (<object>n,)),
-                                     dtype, (n * k if slot == 3 else n) * item)
-                    hold_rows(&h, g, dtype, &M[5 * i + slot], n if slot == 3 else 0,
-                              k if slot == 3 else n, True)
+                    g = hold_new(&h, &M[5 * i + slot], n if slot == 3 else 0,
+                                 k if slot == 3 else n, dtype, item)
                     grads[i] = g
                 if slot == 3:
                     _gemm_fused(&M[5 * i + 3], &DZ, &M[5 * i], True, trans[2 * i], 1.0,

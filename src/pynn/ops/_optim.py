@@ -20,14 +20,14 @@ of a copy). A gradient is only read; any array-like of its parameter's shape who
 casts to the parameter's ('same_kind') is accepted. float32 and float64 run on the
 backend in force, other floating dtypes on the NumPy reference. Each op returns param.
 """
+import math
+
 import numpy as np
 
 from pynn._config import backend_module
 from pynn.backends import numpy as _reference
 
 from . import _validate as v
-
-_INF = float("inf")
 
 __all__ = ["sgd_update", "adam_update", "rmsprop_update"]
 
@@ -228,10 +228,10 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     decoupled, when param is first multiplied by 1 - lr * weight_decay.
     """
     if type(param) is list and type(step) is int and 1 <= step <= v.INT64_MAX \
-            and type(lr) is float and 0.0 <= lr < _INF and type(eps) is float \
-            and 0.0 < eps < _INF and type(beta1) is float and 0.0 <= beta1 < 1.0 \
+            and type(lr) is float and 0.0 <= lr < math.inf and type(eps) is float \
+            and 0.0 < eps < math.inf and type(beta1) is float and 0.0 <= beta1 < 1.0 \
             and type(beta2) is float and 0.0 <= beta2 < 1.0 and type(weight_decay) is float \
-            and 0.0 <= weight_decay < _INF and amsgrad is False \
+            and 0.0 <= weight_decay < math.inf and amsgrad is False \
             and type(decoupled_weight_decay) is bool:
         # an optimizer's step (lists, float options in range, no AMSGrad): straight to the
         # kernels, which check the arrays themselves; at a small model the checks below
