@@ -52,6 +52,46 @@ def test_use_backend_restores_and_is_thread_local():
     assert seen["other"] == "native"
 
 
+def test_ops_run_on_the_backend_in_force_in_each_thread(monkeypatch):
+    # ops look the backend up through a global that set_backend and use_backend clear:
+    # every switch must reach the next op, and a block in one thread must not leak into
+    # another
+    calls = []
+    for module, name in ((_native, "native"), (reference, "numpy")):
+        def spy(a, b, out=None, real=module.matmul_2d, name=name):
+            calls.append(name)
+            return real(a, b, out)
+        monkeypatch.setattr(module, "matmul_2d", spy)
+    x = np.ones((2, 2), np.float32)
+
+    def ran(fn):
+        del calls[:]
+        fn()
+        return list(calls)
+
+    def in_thread():
+        t = threading.Thread(target=pynn.ops.matmul, args=(x, x))
+        t.start()
+        t.join()
+
+    try:
+        assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+        pynn.set_backend("numpy")
+        assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
+        assert ran(in_thread) == ["numpy"]
+        pynn.set_backend("native")
+        assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+        with pynn.use_backend("numpy"):
+            assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
+            assert ran(in_thread) == ["native"]
+            with pynn.use_backend("native"):
+                assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+            assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
+        assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+    finally:
+        pynn.set_backend("native")
+
+
 def test_use_backend_restores_after_an_exception():
     with pytest.raises(KeyError):
         with pynn.use_backend("numpy"):

@@ -76,7 +76,11 @@ def _initial_backend():
 
 def set_backend(name):
     """Run every op and model on `name`: "native" (C kernels) or "numpy" (the reference)."""
-    _defaults["backend"] = _check_backend(name)
+    global current
+    name = _check_backend(name)
+    with _switch:
+        _defaults["backend"] = name
+        current = None
     _state.__dict__.pop("backend", None)
 
 
@@ -93,22 +97,41 @@ def use_backend(name):
     """Context manager: run the block on backend `name`, then restore the previous one.
 
     The switch is local to the calling thread."""
+    global current, _overrides
     _check_backend(name)
     previous = getattr(_state, "backend", None)
+    with _switch:
+        _overrides += 1
+        current = None
     _state.backend = name
     try:
         yield
     finally:
         _state.backend = previous
+        with _switch:
+            _overrides -= 1
 
 
 _backend_modules = {}
 
+# The backend's module for every thread while no use_backend block is open in any thread
+# (_overrides counts the open ones); None when that is not known to hold. Every op starts
+# with the backend lookup, and a product of small matrices takes about a microsecond in
+# all: reading this global costs a tenth of what the thread-local lookup does. It is set
+# and cleared under _switch, and cleared by a thread before its own override starts, so a
+# thread inside a block never reads a module other than its own.
+current = None
+_overrides = 0
+_switch = threading.Lock()
+
 
 def backend_module():
-    """The module of kernels for the backend in force (same function names either way).
+    """The module of kernels for the backend in force (same function names either way)."""
+    return current or _lookup()
 
-    Every op calls this, so the common case is two lookups and no import."""
+
+def _lookup():
+    global current
     name = _state.__dict__.get("backend") or _defaults["backend"] or get_backend()
     module = _backend_modules.get(name)
     if module is None:
@@ -117,6 +140,9 @@ def backend_module():
         else:
             from pynn.backends import numpy as module
         _backend_modules[name] = module
+    with _switch:
+        if not _overrides and name == _defaults["backend"]:
+            current = module
     return module
 
 

@@ -11,6 +11,7 @@ import math
 
 import numpy as np
 
+from pynn import _config
 from pynn._config import backend_module
 
 from . import _validate as v
@@ -85,13 +86,12 @@ def matmul(a, b, out=None):
     broadcast, a 1-D operand promoted to a row (a) or a column (b) and that axis dropped
     from the result. The result dtype is NumPy's; `out` (casting 'same_kind') must not
     overlap a or b, where NumPy would make a copy first (a ValueError here)."""
-    if type(a) is np.ndarray and type(b) is np.ndarray:
-        # the common case, two float matrices (and an out= of their dtype), checked and
-        # computed by one backend call: small products take microseconds, and Python-level
-        # checks would double that
-        c = backend_module().matmul_2d(a, b, out)
-        if c is not None:
-            return c
+    # the common case, two float matrices (and an out= of their dtype), checked and
+    # computed by one backend call (None for anything else): small products take about a
+    # microsecond, and Python-level checks or lookups would add a third to that
+    c = (_config.current or backend_module()).matmul_2d(a, b, out)
+    if c is not None:
+        return c
     a = v.asarray(a, "a")
     b = v.asarray(b, "b")
     shape, batch = _matmul_shape(a, b)
