@@ -88,6 +88,15 @@ def test_ops_run_on_the_backend_in_force_in_each_thread(monkeypatch):
                 assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
             assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
         assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+        with pynn.use_backend("native"):  # the default's own block
+            assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+            pynn.set_backend("numpy")  # every thread, this one too
+            assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
+            assert ran(in_thread) == ["numpy"]
+        assert ran(lambda: pynn.ops.matmul(x, x)) == ["numpy"]
+        with pynn.use_backend("native"):
+            assert ran(lambda: pynn.ops.matmul(x, x)) == ["native"]
+            assert ran(in_thread) == ["numpy"]
     finally:
         pynn.set_backend("native")
 

@@ -97,31 +97,33 @@ def use_backend(name):
     """Context manager: run the block on backend `name`, then restore the previous one.
 
     The switch is local to the calling thread."""
-    global current, _overrides
+    global current
     _check_backend(name)
     previous = getattr(_state, "backend", None)
     with _switch:
-        _overrides += 1
-        current = None
+        _open[name] += 1
+        if name != _defaults["backend"]:
+            current = None
     _state.backend = name
     try:
         yield
     finally:
         _state.backend = previous
         with _switch:
-            _overrides -= 1
+            _open[name] -= 1
 
 
 _backend_modules = {}
 
-# The backend's module for every thread while no use_backend block is open in any thread
-# (_overrides counts the open ones); None when that is not known to hold. Every op starts
-# with the backend lookup, and a product of small matrices takes about a microsecond in
-# all: reading this global costs a tenth of what the thread-local lookup does. It is set
-# and cleared under _switch, and cleared by a thread before its own override starts, so a
-# thread inside a block never reads a module other than its own.
+# The default backend's module while it is every thread's backend (no use_backend block
+# for another backend is open in any thread: _open counts the open blocks per backend);
+# None when that is not known to hold. Every op starts with the backend lookup, and a
+# product of small matrices takes about a microsecond in all: reading this global costs a
+# tenth of what the thread-local lookup does. It is set and cleared under _switch, and a
+# thread clears it before its own block for another backend starts, so a thread inside
+# such a block never reads a module other than its own.
 current = None
-_overrides = 0
+_open = dict.fromkeys(BACKENDS, 0)
 _switch = threading.Lock()
 
 
@@ -141,7 +143,8 @@ def _lookup():
             from pynn.backends import numpy as module
         _backend_modules[name] = module
     with _switch:
-        if not _overrides and name == _defaults["backend"]:
+        if name == _defaults["backend"] and not any(
+                count for other, count in _open.items() if other != name):
             current = module
     return module
 
