@@ -186,3 +186,22 @@ def test_show_config_reports_simd_threads_and_backend(capsys):
     assert fields["simd"] == _native.get_isa()
     assert fields["num_threads"] == str(pynn.get_num_threads())
     assert fields["backend"] == pynn.get_backend()
+
+
+def test_a_block_for_the_default_backend_keeps_the_fast_lookup():
+    # ops read the backend from a global while every thread runs on the default; a block
+    # for the default itself (as the GEMM bench opens), even before anything has asked
+    # which backend is the default, must not turn that off (the thread-local lookup costs
+    # a sixth of a small product), and a block for another backend must
+    code = ("import numpy as np, pynn\n"
+            "from pynn import _config, _native\n"
+            "x = np.ones((2, 2), np.float32)\n"
+            "with pynn.use_backend('native'):\n"
+            "    pynn.ops.matmul(x, x)\n"
+            "    print(_config.current is _native)\n"
+            "with pynn.use_backend('numpy'):\n"
+            "    pynn.ops.matmul(x, x)\n"
+            "    print(_config.current)\n")
+    out = _run(code)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "None"]

@@ -86,7 +86,11 @@ def set_backend(name):
 
 def get_backend():
     """Name of the backend in force in this thread."""
-    name = getattr(_state, "backend", None) or _defaults["backend"]
+    return getattr(_state, "backend", None) or _default_backend()
+
+
+def _default_backend():
+    name = _defaults["backend"]
     if name is None:
         name = _defaults["backend"] = _initial_backend()
     return name
@@ -99,6 +103,7 @@ def use_backend(name):
     The switch is local to the calling thread."""
     global current
     _check_backend(name)
+    _default_backend()
     previous = getattr(_state, "backend", None)
     with _switch:
         _open[name] += 1
@@ -134,7 +139,7 @@ def backend_module():
 
 def _lookup():
     global current
-    name = _state.__dict__.get("backend") or _defaults["backend"] or get_backend()
+    name = _state.__dict__.get("backend") or _default_backend()
     module = _backend_modules.get(name)
     if module is None:
         if name == "native":
