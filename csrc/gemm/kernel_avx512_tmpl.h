@@ -116,13 +116,15 @@ PYNN_INLINE void KFN(tile)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
         KFN(store)(c, ldc, m, n, acc, R, V, ep);
 }
 
-/* The tile variant for an m x n edge: 12, 8 or 4 rows, with V vectors. */
+/* The tile variant for an m x n edge: 12, 10, 8 or 4 rows, with V vectors. */
 PYNN_INLINE void KFN(edge_rows)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
                                 const T *b, int64_t rs_b, T *c, int64_t ldc, int m, int n,
                                 const gemm_epilogue *ep, const int V)
 {
-    if (m > 8)
+    if (m > 10)
         KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 12, V);
+    else if (m > 8)
+        KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 10, V);
     else if (m > 4)
         KFN(tile)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 8, V);
     else
@@ -141,7 +143,7 @@ PYNN_INLINE void KFN(edge)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a,
         KFN(edge_rows)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep, 1);
 }
 
-/* A tile with more than 8 rows and L columns, A packed or read in place (cs_a 12 or 1). */
+/* A tile with more than 10 rows and L columns, A packed or read in place (cs_a 12 or 1). */
 static void KFN(tile_asm)(int64_t k, const T *a, int64_t rs_a, int64_t cs_a, const T *b,
                           int64_t rs_b, T *c, int64_t ldc, int m, int n,
                           const gemm_epilogue *ep)
@@ -164,7 +166,7 @@ void KERNEL(int64_t k, const void *a_, int64_t rs_a, int64_t cs_a, const void *b
 {
     const T *a = (const T *)a_, *b = (const T *)b_;
     T *c = (T *)c_;
-    if (m > 8 && n > L && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
+    if (m > 10 && n > L && k >= GEMM_ASM_MIN_STEPS && (cs_a == 1 || (rs_a == 1 && cs_a == 12)))
         KFN(tile_asm)(k, a, rs_a, cs_a, b, rs_b, c, ldc, m, n, ep);
     else if (rs_a == 1)
         KFN(edge)(k, a, 1, cs_a, b, rs_b, c, ldc, m, n, ep);
