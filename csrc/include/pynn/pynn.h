@@ -53,6 +53,13 @@ int pynn_openmp_max_threads(void);          /* omp_get_max_threads(), 1 without 
 /* Threads to use for `work` units when `min_work` units justify one thread. */
 int pynn_threads_for(int64_t work, int64_t min_work, int nthreads);
 
+/* ---- gather.c: rows taken by index (a shuffled mini-batch) --------------------------- */
+/* x (rows, ...), idx (count); out (count, ...): out[i] = x[idx[i]], rows of row_bytes
+ * bytes, negative indices from the end; ERR_ARG (nothing written) for an index outside
+ * [-rows, rows). */
+pynn_status pynn_take_rows(void *out, const void *x, const int64_t *idx, int64_t count,
+                           int64_t rows, int64_t row_bytes, int nthreads);
+
 /* ---- gemm: matrix multiply with a fused epilogue (csrc/gemm/) ------------------------ */
 /* c (m, n) = act(alpha * op(a) @ op(b) + beta * c + bias), op(x) = x or x^T.
  * a (m, k), or (k, m) stored when trans_a; b (k, n), or (n, k) stored when trans_b; each

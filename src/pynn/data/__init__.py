@@ -188,6 +188,17 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
     return out
 
 
+def _take(a, idx):
+    """a[idx] for an int64 index array: the rows copied by the backend's gather (take_rows:
+    on threads in the native one, where a shuffled batch of a large data set is mostly a
+    wait on memory) when a is a C-contiguous array, else by indexing."""
+    if type(a) is np.ndarray and a.ndim and a.flags.c_contiguous and not a.dtype.hasobject:
+        out = np.empty((len(idx),) + a.shape[1:], a.dtype)
+        _config.backend_module().take_rows(out, a, idx)
+        return out
+    return a[idx]
+
+
 class BatchIterator:
     """Mini-batches over (X, y): iterating yields (X_batch, y_batch), or X_batch alone when
     y is None. len() is the number of batches per pass.
@@ -228,11 +239,9 @@ class BatchIterator:
                 xb = self.X[lo:hi]
                 yb = None if self.y is None else self.y[lo:hi]
             else:
-                # ndarray.take: the rows X[idx] selects, a little sooner (no index parsing)
                 idx = order[lo:hi]
-                xb = self.X.take(idx, axis=0) if type(self.X) is np.ndarray else self.X[idx]
-                yb = None if self.y is None else (
-                    self.y.take(idx, axis=0) if type(self.y) is np.ndarray else self.y[idx])
+                xb = _take(self.X, idx)
+                yb = None if self.y is None else _take(self.y, idx)
             if self.transform is not None:
                 xb = self.transform(xb)
             yield xb if yb is None else (xb, yb)

@@ -27,3 +27,5 @@ from . import optim  # noqa: E402
 _export(optim)
 from . import gemm  # noqa: E402
 _export(gemm)
+from . import data  # noqa: E402
+_export(data)
