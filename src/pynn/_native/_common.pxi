@@ -50,3 +50,33 @@ def _set_isa(int isa):
 
 def _get_isa():
     return pynn_cpu_isa()
+
+
+# Overlap of buffers held with strides (PyBUF_STRIDES or more: shape and strides set).
+
+cdef void extent(const Py_buffer *v, char **lo, char **hi) noexcept:
+    """The bytes [lo, hi) that v's elements lie in."""
+    cdef char *a = <char *>v.buf
+    cdef char *b = a + v.itemsize
+    cdef Py_ssize_t d, step
+    for d in range(v.ndim):
+        if v.shape[d] == 0:
+            lo[0] = hi[0] = a
+            return
+        step = (v.shape[d] - 1) * v.strides[d]
+        if step < 0:
+            a += step
+        else:
+            b += step
+    lo[0], hi[0] = a, b
+
+
+cdef bint disjoint(const Py_buffer *x, const Py_buffer *y) noexcept:
+    """x and y share no byte."""
+    cdef char *xlo
+    cdef char *xhi
+    cdef char *ylo
+    cdef char *yhi
+    extent(x, &xlo, &xhi)
+    extent(y, &ylo, &yhi)
+    return xhi <= ylo or yhi <= xlo

@@ -25,7 +25,8 @@ def openmp_max_threads():
 
 # ---- rows gathered by index (csrc/gather.c) ----------------------------------------------
 
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_WRITABLE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_STRIDES,
+                             PyBUF_WRITABLE)
 from libc.stdint cimport int64_t
 import numpy as np
 
@@ -56,12 +57,11 @@ def take_rows(out, x, idx):
     cdef int64_t count = len(idx), rows = (<object>x).shape[0]
     cdef int64_t row_bytes = (<object>x).itemsize * ((<object>x).size // rows if rows else 0)
     cdef int nt = _num_threads()
-    PyObject_GetBuffer(out, &vo, PyBUF_SIMPLE | PyBUF_WRITABLE)
+    PyObject_GetBuffer(out, &vo, PyBUF_STRIDES | PyBUF_WRITABLE)
     try:
-        PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE)
+        PyObject_GetBuffer(x, &vx, PyBUF_STRIDES)
         try:
-            if vo.len and vx.len and <char *>vo.buf < <char *>vx.buf + vx.len \
-                    and <char *>vx.buf < <char *>vo.buf + vo.len:
+            if vo.len and vx.len and not disjoint(&vo, &vx):
                 raise ValueError("take_rows: out overlaps x")
             PyObject_GetBuffer(idx, &vi, PyBUF_SIMPLE)
             try:

@@ -247,17 +247,6 @@ cdef bint as_operand(const Py_buffer *v, Matrix *x, bint *trans) noexcept:
     return True
 
 
-cdef bint disjoint(const Py_buffer *x, const Py_buffer *y) noexcept:
-    """x and y share no byte."""
-    cdef char *xlo
-    cdef char *xhi
-    cdef char *ylo
-    cdef char *yhi
-    extent(x, &xlo, &xhi)
-    extent(y, &ylo, &yhi)
-    return xhi <= ylo or yhi <= xlo
-
-
 def matmul_2d(a, b, out=None):
     """a @ b, for NumPy arrays a (m, k) and b (k, n) of one dtype, float32 or float64: a new
     C-contiguous array, or `out` (m, n) of that dtype with contiguous rows, apart from a
@@ -509,7 +498,7 @@ def _fma_peak_gflops(int nthreads):
 # small model's training step is mostly those calls. Everything is checked before anything
 # is computed; what these functions do not take gives None (see pynn.backends.numpy.gemm).
 
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.math cimport isfinite
 
 
@@ -585,23 +574,6 @@ cdef bint hold_rows(Held *h, obj, dtype, Matrix *x, Py_ssize_t rows, Py_ssize_t 
     return True
 
 
-cdef void extent(const Py_buffer *v, char **lo, char **hi) noexcept:
-    """The bytes [lo, hi) that v's elements lie in."""
-    cdef char *a = <char *>v.buf
-    cdef char *b = a + v.itemsize
-    cdef Py_ssize_t d, step
-    for d in range(v.ndim):
-        if v.shape[d] == 0:
-            lo[0] = hi[0] = a
-            return
-        step = (v.shape[d] - 1) * v.strides[d]
-        if step < 0:
-            a += step
-        else:
-            b += step
-    lo[0], hi[0] = a, b
-
-
 cdef bint apart(const Py_buffer *v, Held *h, Py_ssize_t inputs) noexcept:
     """v shares no byte with the first `inputs` buffers held."""
     cdef Py_ssize_t i
@@ -621,19 +593,32 @@ cdef object hold_new(Held *h, Matrix *x, Py_ssize_t rows, Py_ssize_t cols, dtype
     return a
 
 
-cdef int read_codes(activations, slopes, Py_ssize_t count, int *codes,
-                    double *slope_values) except -1:
-    """Copies the activation codes and slopes; 1 if they are usable, 0 if not (a
-    non-finite slope), an error for an unknown code."""
+cdef struct Layer:
+    # What the stack's forward and backward know of one layer. A Matrix whose data is NULL
+    # is absent (no bias; a gradient not added to).
+    Matrix x, w, bias, preact, dw, db
+    bint tx, tw  # x, w stored transposed
+    int code     # the activation
+    double slope
+
+
+cdef int new_layers(activations, slopes, Py_ssize_t count, Layer **layers) except -1:
+    """Allocates layers[0] (count zeroed entries, the caller frees it) and copies the
+    activation codes and slopes in; 1 if they are usable, 0 if not (a non-finite slope),
+    an error for an unknown code."""
+    cdef Layer *L = <Layer *>calloc(count, sizeof(Layer))
+    if L == NULL:
+        raise MemoryError()
+    layers[0] = L
     if len(activations) != count or len(slopes) != count:
         return 0
     cdef Py_ssize_t i
     for i in range(count):
-        codes[i] = activations[i]
-        if codes[i] < 0 or codes[i] >= ACT_COUNT:
-            raise ValueError(f"linear_stack: unknown activation code {codes[i]}")
-        slope_values[i] = slopes[i]
-        if not isfinite(slope_values[i]):
+        L[i].code = activations[i]
+        if L[i].code < 0 or L[i].code >= ACT_COUNT:
+            raise ValueError(f"linear_stack: unknown activation code {L[i].code}")
+        L[i].slope = slopes[i]
+        if not isfinite(L[i].slope):
             return 0
     return 1
 
@@ -654,16 +639,10 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
     cdef Held h
     cdef Matrix X, Y, Z
     cdef bint tx
-    cdef Matrix *W = <Matrix *>malloc(count * 2 * sizeof(Matrix))
-    cdef Matrix *BIAS = W + count  # BIAS[i].data NULL: layer i has no bias
-    cdef bint *tw = <bint *>malloc(count * sizeof(bint))
-    cdef int *codes = <int *>malloc(count * sizeof(int))
-    cdef double *slope_values = <double *>malloc(count * sizeof(double))
+    cdef Layer *L = NULL
     h.views = NULL
     try:
-        if W == NULL or tw == NULL or codes == NULL or slope_values == NULL:
-            raise MemoryError()
-        if not read_codes(activations, slopes, count, codes, slope_values):
+        if not new_layers(activations, slopes, count, &L):
             return None
         held_init(&h, 1 + 4 * count)
         if not hold_operand(&h, x, dtype, &X, &tx, m, k):
@@ -673,11 +652,10 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
             if not plain(w, dtype, 2):
                 return None
             n = (<object>w).shape[0]
-            if n == 0 or not hold_operand(&h, w, dtype, &W[i], &tw[i], n, k):
+            if n == 0 or not hold_operand(&h, w, dtype, &L[i].w, &L[i].tw, n, k):
                 return None
             b = biases[i]
-            BIAS[i].data = NULL
-            if b is not None and not hold_rows(&h, b, dtype, &BIAS[i], 0, n, False):
+            if b is not None and not hold_rows(&h, b, dtype, &L[i].bias, 0, n, False):
                 return None
             k = n
         ys, zs = [], []
@@ -686,12 +664,12 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
             y = hold_new(&h, &Y, m, n, dtype, item)
             z = None
             # ReLU below the last layer: backward reads the output (see the reference)
-            from_output = keep and codes[i] == ACT_RELU and i < count - 1
-            if keep and codes[i] and not from_output:
+            from_output = keep and L[i].code == ACT_RELU and i < count - 1
+            if keep and L[i].code and not from_output:
                 z = hold_new(&h, &Z, m, n, dtype, item)
-            _gemm_fused(&Y, &X, &W[i], tx, not tw[i], 1.0, 0.0,
-                        &BIAS[i] if BIAS[i].data != NULL else NULL, codes[i],
-                        slope_values[i], &Z if z is not None else NULL)
+            _gemm_fused(&Y, &X, &L[i].w, tx, not L[i].tw, 1.0, 0.0,
+                        &L[i].bias if L[i].bias.data != NULL else NULL, L[i].code,
+                        L[i].slope, &Z if z is not None else NULL)
             ys.append(y)
             zs.append(y if from_output else z)
             X, tx = Y, False
@@ -699,10 +677,7 @@ def linear_stack_forward(x, weights, biases, activations, slopes, bint keep):
     finally:
         if h.views != NULL:
             held_release(&h)
-        free(W)
-        free(tw)
-        free(codes)
-        free(slope_values)
+        free(L)
 
 
 cdef int act_backward(const Matrix *DZ, const Matrix *G, const Matrix *P, int code,
@@ -739,17 +714,12 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
     if m == 0:
         return None
     cdef Held h
-    cdef Matrix DY, G, DZ, DX, GW, GB
-    # per layer: x, w, preact, dw, db (the last two when added to)
-    cdef Matrix *M = <Matrix *>malloc(count * 5 * sizeof(Matrix))
-    cdef bint *trans = <bint *>malloc(count * 2 * sizeof(bint))
-    cdef int *codes = <int *>malloc(count * sizeof(int))
-    cdef double *slope_values = <double *>malloc(count * sizeof(double))
+    cdef Matrix DY, G, DZ, DX
+    cdef Matrix *grad
+    cdef Layer *L = NULL
     h.views = NULL
     try:
-        if M == NULL or trans == NULL or codes == NULL or slope_values == NULL:
-            raise MemoryError()
-        if not read_codes(activations, slopes, count, codes, slope_values):
+        if not new_layers(activations, slopes, count, &L):
             return None
         held_init(&h, 1 + 9 * count)
         # the inputs first (held in front, for the overlap checks), then the gradients
@@ -758,26 +728,25 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
             if not plain(w, dtype, 2):
                 return None
             n, k = (<object>w).shape
-            if n == 0 or k == 0 or not hold_operand(&h, w, dtype, &M[5 * i + 1],
-                                                    &trans[2 * i + 1], n, k) \
-                    or not hold_operand(&h, xs[i], dtype, &M[5 * i], &trans[2 * i], m, k):
+            if n == 0 or k == 0 or not hold_operand(&h, w, dtype, &L[i].w, &L[i].tw, n, k) \
+                    or not hold_operand(&h, xs[i], dtype, &L[i].x, &L[i].tx, m, k):
                 return None
             if i and (<object>weights[i - 1]).shape[0] != k:
                 return None
-            if codes[i] and not hold_rows(&h, preacts[i], dtype, &M[5 * i + 2], m, n, False):
+            if L[i].code and not hold_rows(&h, preacts[i], dtype, &L[i].preact, m, n, False):
                 return None
         if not hold_rows(&h, dy, dtype, &DY, m, (<object>weights[count - 1]).shape[0], False):
             return None
         inputs = h.count
         for i in range(count):
             n, k = (<object>weights[i]).shape
-            for grads, slot, rows in ((dws, 3, n), (dbs, 4, 0)):
+            for grads, is_w in ((dws, True), (dbs, False)):
                 g = grads[i]
-                M[5 * i + slot].data = NULL
                 if g is None or g is False:
                     continue
-                if not hold_rows(&h, g, dtype, &M[5 * i + slot], rows, k if slot == 3 else n,
-                                 True) or not apart(&h.views[h.count - 1], &h, inputs):
+                if not hold_rows(&h, g, dtype, &L[i].dw if is_w else &L[i].db, n if is_w else 0,
+                                 k if is_w else n, True) \
+                        or not apart(&h.views[h.count - 1], &h, inputs):
                     return None
         dws, dbs = list(dws), list(dbs)
         G = DY
@@ -785,38 +754,34 @@ def linear_stack_backward(dy, xs, weights, preacts, activations, slopes, dws, db
         for i in range(count - 1, -1, -1):
             n, k = (<object>weights[i]).shape
             DZ = G
-            if codes[i]:
+            if L[i].code:
                 # in place below the last layer, where G is the input gradient computed
                 # above (ours to overwrite); the caller's dy is only read
                 if i == count - 1:
                     hold_new(&h, &DZ, m, n, dtype, item)
-                act_backward(&DZ, &G, &M[5 * i + 2], codes[i], slope_values[i])
+                act_backward(&DZ, &G, &L[i].preact, L[i].code, L[i].slope)
             gx = None
             if i or input_grad:
                 gx = hold_new(&h, &DX, m, k, dtype, item)
-                _gemm_fused(&DX, &DZ, &M[5 * i + 1], False, trans[2 * i + 1], 1.0, 0.0, NULL,
-                            0, 0.0, NULL)
-            for grads, slot in ((dws, 3), (dbs, 4)):
+                _gemm_fused(&DX, &DZ, &L[i].w, False, L[i].tw, 1.0, 0.0, NULL, 0, 0.0, NULL)
+            for grads, is_w in ((dws, True), (dbs, False)):
                 g = grads[i]
                 if g is False:
                     grads[i] = None
                     continue
+                grad = &L[i].dw if is_w else &L[i].db
                 accumulate = g is not None
                 if not accumulate:
-                    g = hold_new(&h, &M[5 * i + slot], n if slot == 3 else 0,
-                                 k if slot == 3 else n, dtype, item)
-                    grads[i] = g
-                if slot == 3:
-                    _gemm_fused(&M[5 * i + 3], &DZ, &M[5 * i], True, trans[2 * i], 1.0,
+                    grads[i] = hold_new(&h, grad, n if is_w else 0, k if is_w else n, dtype,
+                                        item)
+                if is_w:
+                    _gemm_fused(grad, &DZ, &L[i].x, True, L[i].tx, 1.0,
                                 1.0 if accumulate else 0.0, NULL, 0, 0.0, NULL)
                 else:
-                    _gemm_colsum(&M[5 * i + 4], &DZ, accumulate)
+                    _gemm_colsum(grad, &DZ, accumulate)
             G = DX
         return gx, dws, dbs
     finally:
         if h.views != NULL:
             held_release(&h)
-        free(M)
-        free(trans)
-        free(codes)
-        free(slope_values)
+        free(L)
