@@ -20,6 +20,7 @@
  */
 #ifndef PYNN_SX_REAL
 
+#include <math.h> /* NAN */
 #include <stdlib.h>
 #include <string.h>
 
@@ -660,7 +661,10 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_xent_forward_backward))(
         for (int64_t j = 0; j < c; j++)
             w_sum += weight[j];
     }
-    const double scale = reduction == PYNN_REDUCTION_MEAN ? 1.0 / w_target : 1.0;
+    /* No target weight at all (every counted row's class weighted 0): the mean is 0 / 0,
+     * NaN, as in PyTorch, even where smoothing makes the summed loss positive. */
+    const int mean = reduction == PYNN_REDUCTION_MEAN;
+    const double scale = !mean ? 1.0 : w_target == 0 ? (double)NAN : 1.0 / w_target;
     const FN(xent_params) p = {weight, (real)label_smoothing, (real)w_sum, (real)scale,
                                ignore_index, c};
 
@@ -680,7 +684,7 @@ pynn_status PYNN_ISA_FN(FN(pynn_softmax_xent_forward_backward))(
     for (int64_t ch = 0; ch < chunks; ch++)
         total += partial[ch];
     free(partial);
-    *loss = reduction == PYNN_REDUCTION_MEAN ? total / w_target : total;
+    *loss = !mean ? total : w_target == 0 ? (double)NAN : total / w_target;
     return PYNN_OK;
 }
 

@@ -261,6 +261,13 @@ def test_xent_edge_cases(backend, dtype, rng):
     assert np.isnan(run(backend, ops.softmax_cross_entropy, empty, np.zeros(0, int))[0])
     loss, grad = run(backend, ops.softmax_cross_entropy, empty, np.zeros(0, int), "none")
     assert loss.shape == (0,) and grad.shape == (0, 3)
+    # every counted row's class weighted 0: the mean is 0 / 0, NaN, for the loss and the
+    # gradient of the counted rows, with smoothing too (whose sum alone is positive)
+    weight = np.array([0, 1, 1], dtype)
+    for label_smoothing in (0.0, 0.1):
+        loss, grad = run(backend, ops.softmax_cross_entropy, logits, [0, -100, 0, 0], "mean",
+                         label_smoothing, -100, weight)
+        assert np.isnan(loss) and np.isnan(grad[[0, 2, 3]]).all() and not grad[1].any()
     # one class: softmax is 1, the loss and its gradient 0
     loss, grad = run(backend, ops.softmax_cross_entropy, np.array([[5.0]], dtype), [0])
     assert loss == 0.0 and grad.tolist() == [[0.0]]

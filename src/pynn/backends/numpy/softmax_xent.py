@@ -16,8 +16,9 @@ not ignored has
     a_i = (1 - eps) w[y_i] + eps / C * sum_c w[c];
 
 an ignored row (label == ignore_index) has loss 0 and gradient 0. "mean" divides the sum
-by W = sum of w[y_i] over the rows not ignored (NaN when there are none, 0 / 0), "sum"
-does not divide, "none" keeps the rows apart.
+by W = sum of w[y_i] over the rows not ignored; when W is 0 (every row ignored, or every
+counted row's class weighted 0) the loss and the gradient of each row not ignored are
+NaN (0 / 0), as in PyTorch. "sum" does not divide, "none" keeps the rows apart.
 """
 import numpy as np
 
@@ -95,8 +96,9 @@ def softmax_xent_forward_backward(losses, dlogits, logits, labels, weight, reduc
         scale = np.float64(1.0)
         if reduction == REDUCTION_MEAN:
             w_total = w_target.sum(dtype=np.float64)
-            scale = 1 / w_total
-            total = total / w_total
+            # no target weight at all: 0 / 0, NaN, even where smoothing adds a loss
+            scale = 1 / w_total if w_total != 0 else np.float64(np.nan)
+            total = total / w_total if w_total != 0 else np.nan
         scale = dtype.type(scale)
 
         a = (1 - eps) * w_target + eps / c * w.sum()
