@@ -218,6 +218,39 @@ def test_state_dict_round_trip_continues_identically(backend):
         opt2.load_state_dict(bad)
 
 
+def test_load_state_dict_options():
+    """PyTorch's execution options are dropped, options that change the arithmetic are
+    refused unless they ask for what the optimizer computes, and a refused state_dict
+    changes nothing (checked across all groups first)."""
+    p, q = nn.Parameter(np.ones(2)), nn.Parameter(np.ones(2))
+    torch_group = {"params": [0], "lr": 0.5, "momentum": 0.0, "dampening": 0,
+                   "weight_decay": 0, "nesterov": False, "maximize": False, "foreach": None,
+                   "differentiable": False, "fused": None}
+    opt = optim.SGD([p], lr=0.1)
+    opt.load_state_dict({"state": {}, "param_groups": [dict(torch_group)]})
+    assert opt.param_groups[0]["lr"] == 0.5
+    assert set(opt.state_dict()["param_groups"][0]) == set(opt.defaults) | {"params"}
+    with pytest.raises(ValueError, match="maximize"):
+        opt.load_state_dict({"state": {}, "param_groups": [dict(torch_group, maximize=True)]})
+    with pytest.raises(ValueError, match="unknown option"):
+        opt.load_state_dict({"state": {}, "param_groups": [dict(torch_group, momentun=0.9)]})
+    adam = optim.Adam([p], lr=0.1)
+    adamw = optim.AdamW([q], lr=0.1)
+    for o, decoupled in ((adam, False), (adamw, True)):
+        group = dict(o.state_dict()["param_groups"][0], decoupled_weight_decay=decoupled)
+        o.load_state_dict({"state": {}, "param_groups": [group]})
+        with pytest.raises(ValueError, match="weight decay"):
+            o.load_state_dict({"state": {}, "param_groups": [
+                dict(group, decoupled_weight_decay=not decoupled)]})
+    two = optim.SGD([{"params": [p], "lr": 0.1}, {"params": [q], "lr": 0.2}])
+    bad = two.state_dict()
+    bad["param_groups"][0]["lr"] = 0.3
+    bad["param_groups"][1]["maximize"] = True
+    with pytest.raises(ValueError, match="maximize"):
+        two.load_state_dict(bad)
+    assert [g["lr"] for g in two.param_groups] == [0.1, 0.2]
+
+
 def test_optimizer_argument_errors():
     p = nn.Parameter(np.ones(2))
     with pytest.raises(ValueError, match="empty"):

@@ -200,12 +200,42 @@ class Optimizer:
                         value = np.array(value, dtype=p.data.dtype, order="C")
                 converted[name] = value
             new_state[p] = converted
+        updates = []
         for saved, group in zip(groups, self.param_groups):
-            options = {k: v for k, v in saved.items() if k != "params"}
+            options = self._saved_options(saved)
             trial = dict(group, **options)
             self._check_group(trial)
-            group.update({k: trial[k] for k in options})
+            updates.append({k: trial[k] for k in options})
+        for group, update in zip(self.param_groups, updates):
+            group.update(update)
         self.state = new_state
+
+    # PyTorch's options that choose how a step is computed, not what it computes
+    _TORCH_EXECUTION = ("foreach", "fused", "differentiable", "capturable")
+
+    def _saved_options(self, saved):
+        """The options of a saved param group that this optimizer takes. PyTorch's groups
+        also hold execution choices (dropped: every pynn step is one fused call), maximize
+        and Adam's decoupled_weight_decay: accepted where they ask for what this optimizer
+        computes, refused where they ask for something else. Any other option it does not
+        take is refused, as add_param_group refuses it."""
+        options = {k: v for k, v in saved.items()
+                   if k != "params" and k not in self._TORCH_EXECUTION}
+        if options.pop("maximize", False):
+            raise ValueError("the state_dict's param group has maximize=True; pynn's "
+                             "optimizers minimize (negate the loss instead)")
+        if "decoupled_weight_decay" in options and "decoupled_weight_decay" not in self.defaults:
+            decoupled = bool(options.pop("decoupled_weight_decay"))
+            if decoupled != getattr(self, "_decoupled", False):
+                kind = "decoupled (AdamW)" if decoupled else "L2 (Adam)"
+                raise ValueError(f"the state_dict's param group has {kind} weight decay, "
+                                 f"which {type(self).__name__} does not compute")
+        unknown = set(options) - set(self.defaults) - {"initial_lr"}
+        if unknown:
+            raise ValueError(f"unknown option(s) in the state_dict's param group: "
+                             f"{sorted(unknown)}; {type(self).__name__} takes "
+                             f"{sorted(self.defaults)}")
+        return options
 
     def __repr__(self):
         lines = [f"{type(self).__name__} ("]
