@@ -126,6 +126,205 @@ def test_nonfinite_loss_stops_with_clear_error_and_finite_weights(backend):
                  progress=False)
 
 
+def _state(model, opt):
+    return ([a.copy() for a in model.state_dict().values()],
+            {k: {n: np.copy(v) for n, v in st.items()}
+             for k, st in opt.state_dict()["state"].items()})
+
+
+def _assert_same_state(a, b):
+    for x, y in zip(a[0], b[0]):
+        np.testing.assert_array_equal(x, y)
+    assert a[1].keys() == b[1].keys()
+    for k in a[1]:
+        for n in a[1][k]:
+            np.testing.assert_array_equal(a[1][k][n], b[1][k][n])
+
+
+class _Explode(callbacks.Callback):
+    """Sets a huge learning rate at the start of epoch `at`: the weights stay finite for a
+    step and the loss then turns NaN."""
+
+    def __init__(self, at, lr=1e30):
+        super().__init__()
+        self.at, self.lr = at, lr
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.at:
+            self.optimizer.param_groups[0]["lr"] = self.lr
+
+
+class _Record(callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.states = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.states[epoch] = _state(self.model, self.optimizer)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_nonfinite_loss_rolls_back_model_buffers_and_optimizer(backend):
+    """Finite but huge weights give a NaN loss: training goes back to the start of the
+    epoch (parameters, batch-norm statistics and Adam's state), not to the latest
+    weights; the best weights of EarlyStopping come back on top."""
+    X, y = _toy()
+    pynn.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    opt = optim.Adam(model.parameters(), lr=1e-2)
+    record = _Record()
+    with pytest.raises(FloatingPointError, match="start of epoch 3") as info:
+        pynn.fit(model, X, y, optimizer=opt, epochs=6, batch_size=20,
+                 callbacks=[record, _Explode(2)], verbose=0, progress=False)
+    _assert_same_state(_state(model, opt), record.states[2])
+    assert opt.param_groups[0]["lr"] == 1e-2          # the schedule's state went back too
+    assert len(info.value.history.history["loss"]) == 2
+    assert all(p.grad is None for p in model.parameters())
+
+    pynn.manual_seed(1)
+    model = nn.Sequential(nn.Linear(4, 16), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    stop = callbacks.EarlyStopping(monitor="loss", restore_best=True)
+    record = _Record()
+    with pytest.raises(FloatingPointError, match="restored the weights of epoch 2"):
+        pynn.fit(model, X, y, optimizer=optim.Adam(model.parameters(), lr=1e-2), epochs=6,
+                 batch_size=20, callbacks=[record, stop, _Explode(2)], verbose=0,
+                 progress=False)
+    assert stop.restored and stop.best_epoch == 1
+    for a, b in zip(model.state_dict().values(), stop._best_state.values()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered")
+def test_nonfinite_weights_after_the_last_step_are_not_kept(backend):
+    """The last step of an epoch makes the weights inf (no loss sees them): the next
+    epoch's start, or the end of training, finds them and goes back."""
+    X, y = _toy(40)
+
+    class LastStepInf(callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if batch == 1 and self.epoch == 1:
+                next(iter(self.model.parameters())).data[0, 0] = np.inf
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch = epoch
+
+    for epochs in (2, 3):
+        model = _model()
+        record = _Record()
+        with pytest.raises(FloatingPointError, match="not finite after epoch 2"):
+            pynn.fit(model, X, y, epochs=epochs, batch_size=20, verbose=0, progress=False,
+                     callbacks=[record, LastStepInf()])
+        assert all(np.isfinite(p.data).all() for p in model.parameters())
+        _assert_same_state(_state(model, record.optimizer), record.states[1])
+
+
+def test_interrupt_keeps_a_consistent_model(backend):
+    """Ctrl-C between steps: the exception goes on with the History so far, the best
+    weights come back, no gradient is left to leak into the next fit."""
+    X, y = _toy()
+    model = _model()
+    stop = callbacks.EarlyStopping(monitor="loss", restore_best=True)
+
+    class Interrupt(callbacks.Callback):
+        def on_batch_end(self, batch, logs=None):
+            if self.epochs_seen == 3 and batch == 2:
+                raise KeyboardInterrupt
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epochs_seen = epoch
+
+    with pytest.raises(KeyboardInterrupt) as info:
+        pynn.fit(model, X, y, epochs=10, batch_size=20, callbacks=[stop, Interrupt()],
+                 verbose=0, progress=False)
+    assert len(info.value.history.history["loss"]) == 3
+    assert stop.restored
+    for a, b in zip(model.state_dict().values(), stop._best_state.values()):
+        np.testing.assert_array_equal(a, b)
+    assert all(p.grad is None for p in model.parameters())
+    assert model.training
+
+
+def test_batch_of_ignored_labels_is_skipped_and_metrics_leave_them_out(backend):
+    X, y = _toy(60)
+    y = y.copy()
+    y[:20] = -100                               # the first batch of 20: all ignored
+    model = _model()
+    history = pynn.fit(model, X, y, epochs=2, batch_size=20, shuffle=False, verbose=0,
+                       progress=False)
+    assert np.isfinite(history.history["loss"]).all()
+    labelled = pynn.evaluate(model, X[20:], y[20:])
+    assert pynn.evaluate(model, X, y) == pytest.approx(labelled)
+    weighted = nn.CrossEntropyLoss(weight=np.array([0.3, 2.0], np.float32))
+    whole = weighted(model(X[20:]), y[20:])
+    for batch_size in (7, 40, 60):
+        assert pynn.evaluate(model, X, y, loss=weighted, batch_size=batch_size)["loss"] \
+            == pytest.approx(whole, rel=1e-5)
+
+
+def test_batch_norm_never_trains_on_one_sample(backend):
+    X, y = _toy(41)
+    pynn.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 2))
+    sizes = []
+    log = callbacks.LambdaCallback(on_batch_end=lambda b, logs: sizes.append(logs["size"]))
+    pynn.fit(model, X, y, epochs=1, batch_size=20, callbacks=[log], verbose=0, progress=False)
+    assert sizes == [20, 21]
+    sizes.clear()
+    pynn.fit(_model(), X, y, epochs=1, batch_size=20, callbacks=[log], verbose=0,
+             progress=False)
+    assert sizes == [20, 20, 1]                 # without batch norm, batches as asked
+
+
+def test_fit_refuses_an_optimizer_or_schedule_of_something_else():
+    X, y = _toy()
+    model, other = _model(), _model(1)
+    with pytest.raises(ValueError, match="none of the model's parameters"):
+        pynn.fit(model, X, y, optimizer=optim.Adam(other.parameters()), verbose=0)
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    sched = lr_scheduler.StepLR(optim.SGD(other.parameters(), lr=0.1), 2)
+    with pytest.raises(ValueError, match="another optimizer"):
+        pynn.fit(model, X, y, optimizer=opt, scheduler=sched, verbose=0)
+
+
+def test_schedules_continue_across_fits_and_plateau_monitors(backend):
+    """Warm restarts (also after a warm-up) go on per batch from where they are, so two
+    fits of 2 epochs step the same rates as one of 4; ReduceLROnPlateau(mode="max")
+    follows the accuracy, or the key it is told to."""
+    X, y = _toy()
+
+    def rates(splits, warmup):
+        model = _model()
+        opt = optim.SGD(model.parameters(), lr=0.1)
+        sched = lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=3)
+        if warmup:
+            sched = lr_scheduler.LinearWarmup(opt, 1, after=sched)
+        seen = []
+        log = callbacks.LambdaCallback(
+            on_batch_end=lambda b, logs: seen.append(opt.param_groups[0]["lr"]))
+        for epochs in splits:
+            pynn.fit(model, X, y, optimizer=opt, scheduler=sched, epochs=epochs,
+                     batch_size=50, callbacks=[log], verbose=0, progress=False)
+        return seen
+
+    for warmup in (False, True):
+        one, two = rates([4], warmup), rates([2, 2], warmup)
+        assert one == two and len(set(one)) > 8     # per batch, after the warm-up too
+    warm = rates([2], True)
+    assert warm[:3] == [pytest.approx(0.01)] * 3  # the warm-up holds for its epoch
+
+    model = _model()
+    opt = optim.SGD(model.parameters(), lr=0.1)
+    plateau = lr_scheduler.ReduceLROnPlateau(opt, mode="max", patience=0, threshold=10.0,
+                                             threshold_mode="abs")
+    pynn.fit(model, X, y, optimizer=opt, epochs=2, scheduler=plateau, verbose=0,
+             progress=False)
+    assert 0.0 < plateau.best <= 1.0               # an accuracy, not a loss
+    plateau = lr_scheduler.ReduceLROnPlateau(opt, monitor="val_nothing")
+    with pytest.raises(ValueError, match="val_nothing"):
+        pynn.fit(model, X, y, optimizer=opt, epochs=1, scheduler=plateau, verbose=0,
+                 progress=False)
+
+
 def test_lambda_callback_and_checkpoint(tmp_path, backend):
     X, y = _toy()
     seen = []
@@ -143,6 +342,18 @@ def test_lambda_callback_and_checkpoint(tmp_path, backend):
     np.testing.assert_array_equal(loaded.state_dict()["0.weight"], model.state_dict()["0.weight"])
     with pytest.raises(TypeError, match="unknown hook"):
         callbacks.LambdaCallback(on_epoch_finish=print)
+
+
+def test_checkpoint_paths(tmp_path):
+    X, y = _toy(40)
+    nested = callbacks.ModelCheckpoint(tmp_path / "runs" / "a" / "m-{epoch}.pynn")
+    pynn.fit(_model(), X, y, epochs=1, validation_data=(X, y), callbacks=[nested], verbose=0)
+    assert (tmp_path / "runs" / "a" / "m-1.pynn").exists()      # directories created
+    missing = callbacks.ModelCheckpoint(str(tmp_path / "m-{val_loss:.2f}.pynn"), monitor="loss")
+    with pytest.raises(ValueError, match="val_loss"):
+        pynn.fit(_model(), X, y, epochs=1, callbacks=[missing], verbose=0)
+    with pytest.raises(TypeError, match="monitor"):
+        callbacks.ModelCheckpoint(str(tmp_path / "m.pynn"), monitor=5)
 
 
 def test_per_batch_and_plateau_schedules_step(backend):

@@ -9,6 +9,7 @@ Setting `self.stop_training = True` ends training after the current epoch.
 """
 import math
 import numbers
+import os
 
 __all__ = ["Callback", "History", "EarlyStopping", "ModelCheckpoint", "LambdaCallback"]
 
@@ -110,7 +111,8 @@ class EarlyStopping(Callback):
     training ends (stopped early or not).
 
     Attributes after training: best (the best value), best_epoch, stopped_epoch (None if
-    training ran all epochs).
+    training ran all epochs), restored (whether the best weights were put back). They are
+    put back also when training ends by an interrupt or a non-finite loss.
     """
 
     def __init__(self, monitor="val_loss", patience=5, min_delta=0.0, mode="auto",
@@ -134,6 +136,7 @@ class EarlyStopping(Callback):
         self.stopped_epoch = None
         self.wait = 0
         self._best_state = None
+        self.restored = False
 
     def _improved(self, value):
         if self.mode == "min":
@@ -155,17 +158,23 @@ class EarlyStopping(Callback):
     def on_train_end(self, logs=None):
         if self.restore_best and self._best_state is not None:
             self.model.load_state_dict(self._best_state)
+            self.restored = True
 
 
 class ModelCheckpoint(Callback):
     """Save the model with pynn.save after each epoch, or only when `monitor` improves
     (save_best_only). `path` may hold format fields: {epoch} (from 1) and any log key,
-    e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.pynn". save_optimizer adds the optimizer state."""
+    e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.pynn"; missing directories are created.
+    save_optimizer adds the optimizer state."""
 
     def __init__(self, path, monitor="val_loss", save_best_only=False, mode="auto",
                  save_optimizer=False):
         super().__init__()
-        self.path = str(path)
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str, not {type(monitor).__name__}")
+        self.path = os.fspath(path)
+        if not isinstance(self.path, str):
+            raise TypeError("path must be a str or a path-like of str")
         self.monitor = monitor
         self.save_best_only = bool(save_best_only)
         self.mode = _resolve_mode(mode, monitor)
@@ -185,7 +194,15 @@ class ModelCheckpoint(Callback):
             if not better:
                 return
             self.best = value
-        path = self.path.format(epoch=epoch + 1, **logs)
+        try:
+            path = self.path.format(epoch=epoch + 1, **logs)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"ModelCheckpoint path {self.path!r} cannot be filled from "
+                             f"this epoch's logs {sorted(logs)} and epoch ({exc!r}); pass "
+                             "validation data to fit for val_ fields") from None
+        directory = os.path.dirname(path)
+        if directory:
+            os.makedirs(directory, exist_ok=True)
         save(self.model, path, optimizer=self.optimizer if self.save_optimizer else None)
         self.saved.append(path)
 

@@ -7,6 +7,7 @@
 One training step is the model's forward, the fused loss, the model's backward and the
 optimizer's fused update.
 """
+import copy
 import math
 import sys
 import time
@@ -14,11 +15,11 @@ import time
 import numpy as np
 
 from pynn import _config, nn, optim
-from pynn.callbacks import Callback, History
+from pynn.callbacks import Callback, EarlyStopping, History
 from pynn.data import BatchIterator
 from pynn.nn.containers import backward_through
 from pynn.ops._validate import INT64, NATIVE_DTYPES
-from pynn.optim.lr_scheduler import _Schedule
+from pynn.optim.lr_scheduler import LinearWarmup, ReduceLROnPlateau, _Schedule
 
 __all__ = ["fit", "evaluate", "predict"]
 
@@ -65,6 +66,16 @@ def _check_batch_size(batch_size):
     return int(batch_size)
 
 
+def _check_optimizer_for(model, optimizer, scheduler):
+    owned = {id(p) for p in model.parameters()}
+    updated = {id(p) for group in optimizer.param_groups for p in group["params"]}
+    if owned and not owned & updated:
+        raise ValueError("the optimizer updates none of the model's parameters; build it "
+                         "from model.parameters()")
+    if scheduler is not None and scheduler.optimizer is not optimizer:
+        raise ValueError("the scheduler schedules another optimizer than the one given to fit")
+
+
 def _default_loss(y):
     return nn.CrossEntropyLoss() if y.dtype.kind in "iu" else nn.MSELoss()
 
@@ -107,10 +118,42 @@ def _counted(kind, target):
     return int(np.size(target)) if kind == "threshold" else len(target)
 
 
-def _loss_total(loss_fn, value, n):
-    """The batch's summed loss, whatever the loss's reduction."""
+def _ignored(loss_fn):
+    """The label a cross-entropy loss ignores, or None."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss):
+        return loss_fn.ignore_index
+    return None
+
+
+def _hits(kind, loss_fn, output, target):
+    """(correct predictions, samples counted) of a batch; samples whose label the loss
+    ignores count for neither."""
+    ignore = _ignored(loss_fn)
+    if kind == "argmax" and ignore is not None:
+        keep = target != ignore
+        if not keep.all():
+            output, target = np.asarray(output)[keep], target[keep]
+    return _correct(kind, output, target), _counted(kind, target)
+
+
+def _loss_weight(loss_fn, target, n):
+    """What a batch's mean loss was divided by: the summed class weight of the samples
+    counted (cross-entropy with a weight or ignored labels), else the batch size. Summing
+    value * weight over batches and dividing by the summed weight gives the loss of the
+    whole set, as one call on all of it would."""
+    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction == "mean":
+        target = np.asarray(target)
+        keep = target != loss_fn.ignore_index
+        if loss_fn.weight is None:
+            return float(np.count_nonzero(keep))
+        return float(np.sum(np.asarray(loss_fn.weight)[target[keep]], dtype=np.float64))
+    return float(n)
+
+
+def _loss_total(loss_fn, value, weight):
+    """The batch's summed loss, whatever the loss's reduction (weight: _loss_weight)."""
     if getattr(loss_fn, "reduction", "mean") == "mean":
-        return float(value) * n
+        return float(value) * weight if weight else 0.0
     return float(np.sum(value))
 
 
@@ -163,10 +206,6 @@ def _format_logs(epoch, epochs, logs):
 
 # -- fit -----------------------------------------------------------------------------------
 
-def _finite_params(model):
-    return all(np.isfinite(p.data).all() for p in model.parameters())
-
-
 def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
         validation_data=None, validation_split=0.0, shuffle=True, scheduler=None,
         callbacks=None, metrics=None, augment=None, progress=None, verbose=1, seed=None):
@@ -176,20 +215,32 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     optimizer: default Adam(model.parameters(), lr=1e-3).
     validation_data: (X_val, y_val), or validation_split: the fraction of samples taken
     from the end of (X, y), before shuffling, as in Keras.
-    shuffle: a new order every epoch, drawn from `seed` (None: pynn's generator).
-    scheduler: a schedule from pynn.optim.lr_scheduler, stepped after every epoch (after
-    every batch for per-batch schedules; ReduceLROnPlateau gets val_loss, else loss).
+    shuffle: a new order every epoch, drawn from `seed` (None: pynn's generator). A model
+    with batch norm never trains on a last batch of one sample: it joins the batch before.
+    scheduler: a schedule from pynn.optim.lr_scheduler for `optimizer`, stepped after
+    every epoch, or after every batch for per-batch schedules (warm restarts, also after a
+    warm-up), which go on from their position, so a second fit continues the cycle.
+    ReduceLROnPlateau is stepped with its `monitor` (default val_loss, or loss without
+    validation data; val_accuracy or accuracy for mode="max").
     callbacks: Callback instances (EarlyStopping, ModelCheckpoint, LambdaCallback, ...).
     metrics: None (accuracy for classification losses), or names from {"loss", "accuracy"}.
+    The loss of an epoch is that of the whole set (with class weights, weighted as one
+    call would weight it); samples whose label the loss ignores count for neither.
     augment: a callable applied to each training batch of X (e.g. data.GaussianNoise).
     progress: a progress bar per epoch (tqdm when installed, else a plain one); None
     shows it only when stderr is a terminal. verbose: 1 prints one line per epoch.
 
     History.history holds per epoch: loss, accuracy, val_loss, val_accuracy, lr (the rate
-    used during the epoch) and time (seconds). A non-finite training loss stops training
-    with FloatingPointError; the model keeps its last finite weights (those at the start
-    of the epoch if the current ones are not finite) and the error's `history` attribute
-    holds the History so far. The model's train/eval mode is restored at the end.
+    used during the epoch) and time (seconds). Gradients are cleared when training starts.
+
+    A non-finite training loss (or weights) stops training with FloatingPointError, and
+    the model's parameters and buffers, the optimizer's state and the schedule's go back
+    to where they were at the start of the latest epoch whose loss was finite. (A batch
+    whose labels are all ignored is skipped, not an error.) A KeyboardInterrupt stops
+    training between steps and is raised again. Either way the callbacks still end
+    training (EarlyStopping(restore_best=True) puts the best weights back), gradients are
+    cleared, and the exception's `history` attribute holds the History so far. The
+    model's train/eval mode is restored at the end.
     """
     _check_module(model)
     dtype = _model_dtype(model)
@@ -208,6 +259,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     if scheduler is not None and not isinstance(scheduler, _Schedule):
         raise TypeError(f"scheduler must come from pynn.optim.lr_scheduler, "
                         f"not {type(scheduler).__name__}")
+    _check_optimizer_for(model, optimizer, scheduler)
     accuracy = _accuracy_kind(loss_fn, metrics)
 
     if validation_data is not None and validation_split:
@@ -244,26 +296,35 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, not {type(cb).__name__}")
-    params = {"epochs": int(epochs), "batch_size": batch_size, "steps": len(batches),
-              "samples": len(X), "validation": Xv is not None}
+    plateau = _plateau_monitor(scheduler, Xv is not None, accuracy is not None)
+    merge_tail = _needs_batch_statistics(model) and len(X) % batch_size == 1 and len(X) > 1
+    params = {"epochs": int(epochs), "batch_size": batch_size,
+              "steps": len(batches) - merge_tail, "samples": len(X),
+              "validation": Xv is not None}
     for cb in callbacks:
         cb.set_context(model, optimizer, params)
     show_bar = sys.stderr.isatty() if progress is None else bool(progress)
     was_training = model.training
+    # a per-batch schedule goes on from where it is (a second fit continues its cycle)
+    offset = max(getattr(scheduler, "last_epoch", 0), 0) if scheduler is not None else 0
+    rollback = _Rollback(model, optimizer, scheduler)
 
+    model.zero_grad()
     for cb in callbacks:
         cb.on_train_begin({})
     try:
         for epoch in range(int(epochs)):
+            rollback.begin_epoch(epoch, history)
             logs = _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy,
-                                callbacks, epoch, int(epochs), show_bar, history)
+                                callbacks, epoch, int(epochs), show_bar, history, rollback,
+                                merge_tail, offset)
             if Xv is not None:
                 val = evaluate(model, Xv, yv, loss=loss_fn, batch_size=max(batch_size, 256),
                                metrics=metrics)
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if scheduler is not None:
-                if scheduler.needs_metric:
-                    scheduler.step(logs.get("val_loss", logs["loss"]))
+                if plateau is not None:
+                    scheduler.step(_plateau_value(logs, plateau))
                 elif not scheduler.per_batch:
                     scheduler.step()
             for cb in callbacks:
@@ -272,11 +333,56 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
                 print(_format_logs(epoch, int(epochs), logs), flush=True)
             if any(cb.stop_training for cb in callbacks):
                 break
+        rollback.end_training(history)
+    except (FloatingPointError, KeyboardInterrupt) as exc:
+        # training stopped, the model in a consistent state: the callbacks still end
+        # training (EarlyStopping(restore_best=True) restores the best weights), stale
+        # gradients go, and the error carries the History so far
+        model.zero_grad()
+        model.train(was_training)
+        for cb in callbacks:
+            cb.on_train_end({})
+        restored = [cb for cb in callbacks if isinstance(cb, EarlyStopping) and cb.restored]
+        if isinstance(exc, FloatingPointError) and restored and exc.args:
+            exc.args = (f"{exc.args[0]}; then EarlyStopping(restore_best=True) restored the "
+                        f"weights of epoch {restored[0].best_epoch + 1}",)
+        exc.history = history
+        raise
     finally:
         model.train(was_training)
     for cb in callbacks:
         cb.on_train_end({})
     return history
+
+
+def _needs_batch_statistics(model):
+    """Whether training the model needs more than one sample per batch (batch norm)."""
+    return any(isinstance(m, nn.BatchNorm1d) for m in model.modules())
+
+
+def _plateau_monitor(scheduler, validation, accuracy):
+    """The log key a ReduceLROnPlateau (alone or after a warm-up) is stepped with: its
+    `monitor`, else val_loss (loss without validation data), or val_accuracy (accuracy)
+    for mode="max". None for the other schedules."""
+    inner = scheduler.after if isinstance(scheduler, LinearWarmup) else scheduler
+    if not isinstance(inner, ReduceLROnPlateau):
+        return None
+    monitor = inner.monitor
+    if monitor is None:
+        monitor = "accuracy" if inner.mode == "max" else "loss"
+        if monitor == "accuracy" and not accuracy:
+            raise ValueError("ReduceLROnPlateau(mode='max') is stepped with the accuracy, "
+                             "which this training does not report; pass monitor=")
+        if validation:
+            monitor = "val_" + monitor
+    return monitor
+
+
+def _plateau_value(logs, monitor):
+    if monitor not in logs:
+        raise ValueError(f"ReduceLROnPlateau monitors {monitor!r}, which training does not "
+                         f"report (it reports {sorted(logs)})")
+    return logs[monitor]
 
 
 def _overrides(callback, hook):
@@ -285,42 +391,59 @@ def _overrides(callback, hook):
     return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
 
 
+def _merged_tail(batches):
+    """The batches, with a last batch of one sample joined to the one before it (batch
+    norm cannot train on a single sample)."""
+    held = None
+    last = len(batches) - 1
+    for b, batch in enumerate(batches):
+        if b == last - 1:
+            held = batch
+        elif b == last:
+            yield tuple(np.concatenate([h, x]) for h, x in zip(held, batch))
+        else:
+            yield batch
+
+
 def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callbacks, epoch,
-                 epochs, show_bar, history):
+                 epochs, show_bar, history, rollback, merge_tail, offset):
     model.train()
     lr = optimizer.param_groups[0]["lr"]
     for cb in callbacks:
         cb.on_epoch_begin(epoch, {})
-    snapshot = [p.data.copy() for p in model.parameters()]
-    bar = _progress_bar(len(batches), f"Epoch {epoch + 1}/{epochs}", show_bar)
+    steps = len(batches) - merge_tail
+    bar = _progress_bar(steps, f"Epoch {epoch + 1}/{epochs}", show_bar)
     start = time.perf_counter()
-    loss_sum, correct, seen, counted = 0.0, 0, 0, 0
-    steps = len(batches)
+    loss_sum, weight_sum, correct, counted = 0.0, 0.0, 0, 0
     # only the callbacks that do something per batch are called per batch (History and
     # most others act per epoch): a step at a small batch takes well under a millisecond
     begin = [cb for cb in callbacks if _overrides(cb, "on_batch_begin")]
     end = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     per_batch_schedule = scheduler is not None and scheduler.per_batch
     try:
-        for b, (xb, yb) in enumerate(batches):
+        for b, (xb, yb) in enumerate(_merged_tail(batches) if merge_tail else batches):
             for cb in begin:
                 cb.on_batch_begin(b, {})
             output = model(xb)
             value = loss_fn(output, yb)
+            n = len(xb)
+            weight = _loss_weight(loss_fn, yb, n)
             if not (math.isfinite(value) if type(value) is float else np.all(np.isfinite(value))):
-                _stop_on_nonfinite(model, snapshot, value, xb, epoch, b, history)
+                if weight == 0:   # every label ignored or weighted 0: nothing to learn
+                    model.zero_grad()
+                    continue
+                rollback.stop(value, xb, epoch, b, history)
+            rollback.loss_finite()
             backward_through(model, loss_fn.backward(), False)
             optimizer.step()
             optimizer.zero_grad()
             if per_batch_schedule:
-                scheduler.step(epoch + (b + 1) / steps)
-            n = len(xb)
-            loss_sum += _loss_total(loss_fn, value, n)
-            seen += n
+                scheduler.step(epoch=offset + epoch + (b + 1) / steps)
+            loss_sum += _loss_total(loss_fn, value, weight)
+            weight_sum += weight
             if accuracy is not None:
-                hits = _correct(accuracy, output, yb)
+                hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
                 correct += hits
-                batch_counted = _counted(accuracy, yb)
                 counted += batch_counted
             if end:
                 batch_logs = {"loss": value if type(value) is float else float(np.mean(value)),
@@ -330,12 +453,12 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
                 for cb in end:
                     cb.on_batch_end(b, batch_logs)
             if bar is not None:
-                bar.set_postfix_str(f"loss {loss_sum / seen:.4f}")
+                bar.set_postfix_str(f"loss {loss_sum / max(weight_sum, 1e-300):.4f}")
                 bar.update(1)
     finally:
         if bar is not None:
             bar.close()
-    logs = {"loss": loss_sum / seen}
+    logs = {"loss": loss_sum / weight_sum if weight_sum else math.nan}
     if accuracy is not None:
         logs["accuracy"] = correct / max(counted, 1)
     logs["lr"] = lr
@@ -343,19 +466,85 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
     return logs
 
 
-def _stop_on_nonfinite(model, snapshot, value, xb, epoch, batch, history):
-    if not _finite_params(model):
-        for p, saved in zip(model.parameters(), snapshot):
-            p.data[...] = saved
-        kept = f"the weights from the start of epoch {epoch + 1} (the latest ones are not finite)"
-    else:
-        kept = "its latest weights (all finite)"
-    hint = ("the batch contains NaN or inf inputs" if not np.isfinite(xb).all()
-            else "try a lower learning rate, gradient clipping or checking the targets")
-    error = FloatingPointError(f"training loss is {value} at epoch {epoch + 1}, batch {batch + 1}: "
-                               f"training stopped and the model keeps {kept}; {hint}")
-    error.history = history
-    raise error
+class _Rollback:
+    """Where training goes back to when its loss stops being finite: the parameters and
+    buffers of the model, the optimizer's state and the schedule's, as they were at the
+    start of the latest epoch that began with finite values and a finite first loss.
+
+    Weights can be finite and still give a NaN loss (a huge learning rate makes them
+    huge), so an epoch's starting state becomes the one to go back to only once its
+    first batch's loss is finite; until then the previous one is kept. Two copies of
+    the model and optimizer state at most, taken once per epoch."""
+
+    def __init__(self, model, optimizer, scheduler):
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.saved = None      # (epoch, arrays, optimizer state, schedule state)
+        self.candidate = None  # the same, of the current epoch, before a finite loss
+        self.spare = None      # arrays to copy the next epoch's state into
+
+    def _arrays(self):
+        return [p.data for p in self.model.parameters()] + list(self.model.buffers())
+
+    def _finite(self):
+        return all(a.dtype.kind not in "fc" or np.isfinite(a).all() for a in self._arrays())
+
+    def begin_epoch(self, epoch, history):
+        if not self._finite():
+            self.stop_nonfinite_weights(epoch, history)
+        arrays = self._arrays()
+        spare = self.spare if self.candidate is None else self.candidate[1]
+        if spare is not None and len(spare) == len(arrays) and all(
+                r.shape == a.shape and r.dtype == a.dtype for r, a in zip(spare, arrays)):
+            for r, a in zip(spare, arrays):
+                np.copyto(r, a)
+            copies = spare
+        else:
+            copies = [a.copy() for a in arrays]
+        self.spare = None
+        schedule = None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict())
+        self.candidate = (epoch, copies, self.optimizer.state_dict(), schedule)
+
+    def loss_finite(self):
+        """The epoch's state gave a finite loss: it becomes the one to go back to."""
+        if self.candidate is not None:
+            if self.saved is not None:
+                self.spare = self.saved[1]
+            self.saved, self.candidate = self.candidate, None
+
+    def _restore(self):
+        """Go back to the saved state; returns its epoch (None if nothing was saved)."""
+        state = self.saved or self.candidate
+        if state is None:
+            return None
+        epoch, copies, optimizer_state, schedule = state
+        for a, saved in zip(self._arrays(), copies):
+            np.copyto(a, saved)
+        self.optimizer.load_state_dict(optimizer_state)
+        if schedule is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(schedule))
+        return epoch
+
+    def _raise(self, what, hint, history):
+        epoch = self._restore()
+        kept = ("the model, optimizer and schedule are back at their state at the start "
+                f"of epoch {epoch + 1}" if epoch is not None else "the model is unchanged")
+        error = FloatingPointError(f"{what}: training stopped and {kept}; {hint}")
+        error.history = history
+        raise error
+
+    def stop(self, value, xb, epoch, batch, history):
+        hint = ("the batch contains NaN or inf inputs" if not np.isfinite(xb).all()
+                else "try a lower learning rate, gradient clipping or checking the targets")
+        self._raise(f"training loss is {value} at epoch {epoch + 1}, batch {batch + 1}", hint,
+                    history)
+
+    def stop_nonfinite_weights(self, epoch, history):
+        self._raise(f"the weights are not finite after epoch {epoch}",
+                    "try a lower learning rate or gradient clipping", history)
+
+    def end_training(self, history):
+        if not self._finite():
+            self.stop_nonfinite_weights(len(history.history.get("loss", ())), history)
 
 
 # -- evaluate / predict --------------------------------------------------------------------
@@ -371,18 +560,21 @@ def evaluate(model, X, y, *, loss=None, batch_size=256, metrics=None):
     accuracy = _accuracy_kind(loss_fn, metrics)
     was_training = model.training
     model.eval()
-    total, correct, counted = 0.0, 0, 0
+    total, weight_sum, correct, counted = 0.0, 0.0, 0, 0
     try:
         with nn.no_grad():
             for xb, yb in BatchIterator(X, y, batch_size=batch_size):
                 output = model(xb)
-                total += _loss_total(loss_fn, loss_fn(output, yb), len(xb))
+                weight = _loss_weight(loss_fn, yb, len(xb))
+                total += _loss_total(loss_fn, loss_fn(output, yb), weight)
+                weight_sum += weight
                 if accuracy is not None:
-                    correct += _correct(accuracy, output, yb)
-                    counted += _counted(accuracy, yb)
+                    hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
+                    correct += hits
+                    counted += batch_counted
     finally:
         model.train(was_training)
-    result = {"loss": total / len(X)}
+    result = {"loss": total / weight_sum if weight_sum else math.nan}
     if accuracy is not None:
         result["accuracy"] = correct / max(counted, 1)
     return result

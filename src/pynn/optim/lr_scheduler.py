@@ -236,14 +236,24 @@ class LinearWarmup(LRScheduler):
     def needs_metric(self):
         return self.after is not None and self.after.needs_metric
 
+    @property
+    def per_batch(self):
+        return self.after is not None and self.after.per_batch
+
     def _get_closed_form_lr(self):
         t = min(self.last_epoch, self.warmup_epochs)
         factor = self.start_factor + (1.0 - self.start_factor) * t / self.warmup_epochs
         return [base * factor for base in self.base_lrs]
 
-    def step(self, metrics=None):
+    def step(self, metrics=None, epoch=None):
         """Advance one epoch; `metrics` is passed on to a ReduceLROnPlateau after the
-        warm-up (and required then)."""
+        warm-up (and required then). With a per-batch `after` (warm restarts), `epoch`
+        may be a position within an epoch instead, as pynn.fit steps it after every
+        batch: the warm-up still changes the rate once per epoch, then `after` gets the
+        position less warmup_epochs."""
+        if epoch is not None:
+            self._step_to(epoch)
+            return
         self._step_count += 1
         self.last_epoch += 1
         if self.after is None or self.last_epoch < self.warmup_epochs:
@@ -259,6 +269,18 @@ class LinearWarmup(LRScheduler):
             self.after.step(metrics)
         else:
             self.after.step()
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _step_to(self, epoch):
+        if not self.per_batch:
+            raise ValueError("LinearWarmup.step(epoch=) needs a per-batch `after` schedule")
+        position = check_float(epoch, "epoch", low=0.0)
+        self._step_count += 1
+        self.last_epoch = math.floor(position)
+        if position < self.warmup_epochs:
+            self._set_lrs(self._get_closed_form_lr())
+            return
+        self.after.step(position - self.warmup_epochs)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def state_dict(self):
@@ -279,13 +301,20 @@ class ReduceLROnPlateau(_Schedule):
     improved for more than `patience` epochs, as in PyTorch: improvement is relative
     (threshold_mode="rel") or absolute; after a reduction, `cooldown` epochs pass before
     counting again; the rate never goes below min_lr and changes smaller than eps are
-    skipped."""
+    skipped.
+
+    monitor (a pynn addition, for pynn.fit): the log key fit steps it with, e.g.
+    "val_accuracy"; None means val_loss (loss without validation data), or val_accuracy
+    (accuracy) for mode="max"."""
 
     needs_metric = True
 
     def __init__(self, optimizer, mode="min", factor=0.1, patience=10, threshold=1e-4,
-                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8):
+                 threshold_mode="rel", cooldown=0, min_lr=0.0, eps=1e-8, monitor=None):
         self.optimizer = _check_optimizer(optimizer)
+        if monitor is not None and not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a str or None, not {type(monitor).__name__}")
+        self.monitor = monitor
         if mode not in ("min", "max"):
             raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
         if threshold_mode not in ("rel", "abs"):
