@@ -97,6 +97,59 @@ def test_train_test_split():
         data.train_test_split(X, test_size=1.5)
 
 
+@pytest.mark.parametrize("test_size, n_test", [(0.2, 360), (360, 360), (0.001, 2), (0.999, 1796),
+                                             (1796, 1796), (1, 1), (np.int64(7), 7)])
+def test_split_sizes_follow_scikit_learn(test_size, n_test):
+    X, _ = datasets.load_digits()
+    X_tr, X_te = data.train_test_split(X, test_size=test_size, seed=0)
+    assert (len(X_tr), len(X_te)) == (1797 - n_test, n_test)   # ceil(test_size * n) for a fraction
+    X_tr, X_te = data.train_test_split(X, test_size=test_size, shuffle=False)
+    assert (len(X_tr), len(X_te)) == (1797 - n_test, n_test)
+
+
+@pytest.mark.parametrize("test_size", [0.2, 360, 0.5, 11, 1786, 0.9])
+def test_stratified_split_gives_the_requested_sizes(test_size):
+    X, y = datasets.load_digits()
+    n_test = int(np.ceil(test_size * 1797)) if isinstance(test_size, float) else test_size
+    X_tr, X_te, y_tr, y_te = data.train_test_split(X, y, test_size=test_size, stratify=y, seed=0)
+    assert (len(X_tr), len(X_te)) == (1797 - n_test, n_test)
+    share = np.bincount(y) * n_test / 1797       # each class gives its share, rounded
+    assert np.all(np.abs(np.bincount(y_te, minlength=10) - share) < 1)
+    np.testing.assert_array_equal(np.bincount(y_tr) + np.bincount(y_te, minlength=10),
+                                  np.bincount(y))
+    rows = np.concatenate([X_tr, X_te])
+    assert len(np.unique(rows, axis=0)) == len(np.unique(X, axis=0))
+
+
+def test_stratified_split_rounds_by_largest_remainder():
+    y = np.repeat([0, 1, 2], 5)
+    extra = set()
+    for seed in range(30):
+        _, y_te = data.train_test_split(y, test_size=4, stratify=y, seed=seed)
+        counts = np.bincount(y_te, minlength=3)
+        assert len(y_te) == 4 and sorted(counts) == [1, 1, 2]
+        extra.add(int(np.argmax(counts)))
+    assert extra == {0, 1, 2}     # ties go to a random class, not always the first
+
+
+def test_stratified_split_errors():
+    X, y = datasets.load_digits()
+    for test_size in (5, 0.001):
+        with pytest.raises(ValueError, match="test part .* fewer than the 10 classes"):
+            data.train_test_split(X, y, test_size=test_size, stratify=y, seed=0)
+    with pytest.raises(ValueError, match="train part .* fewer than the 10 classes"):
+        data.train_test_split(X, y, test_size=0.999, stratify=y, seed=0)
+    labels = np.array([0] * 9 + [1])
+    with pytest.raises(ValueError, match="only 1 member.*: \\[1\\]"):
+        data.train_test_split(np.arange(10), labels, test_size=0.5, stratify=labels, seed=0)
+    with pytest.raises(ValueError, match="test_size"):
+        data.train_test_split(np.arange(10), test_size=0.999)   # ceil(9.99): an empty train part
+    with pytest.raises(ValueError, match="test_size"):
+        data.train_test_split(np.arange(10), test_size=0)
+    with pytest.raises(ValueError, match="shuffle"):
+        data.train_test_split(np.arange(10), test_size=2, stratify=labels, shuffle=False)
+
+
 def test_batch_iterator():
     X = np.arange(10)[:, None].astype(np.float32)
     y = np.arange(10)
@@ -115,6 +168,38 @@ def test_batch_iterator():
     assert [len(b) for b in data.BatchIterator(X, batch_size=3)] == [3, 3, 3, 1]
     with pytest.raises(ValueError, match="batch_size"):
         data.BatchIterator(X, y, batch_size=0)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_batches_never_change_the_source(shuffle):
+    """Batches in order are read-only views; shuffled ones are copies; a transform gets a
+    batch of its own and may work in place. The source arrays never change."""
+    X = np.arange(20, dtype=np.float32).reshape(10, 2)
+    y = np.arange(10)
+    before = X.copy(), y.copy()
+    for xb, yb in data.BatchIterator(X, y, batch_size=4, shuffle=shuffle, seed=0):
+        if shuffle:
+            xb += 1
+            yb[0] = -1
+        else:
+            with pytest.raises(ValueError, match="read-only"):
+                xb += 1
+            with pytest.raises(ValueError, match="read-only"):
+                yb[0] = -1
+    def in_place(xb):
+        xb *= 2
+        return xb
+    doubled = list(data.BatchIterator(X, y, batch_size=4, shuffle=shuffle, seed=0,
+                                      transform=in_place))
+    for xb, yb in doubled:
+        np.testing.assert_array_equal(xb, 2 * X[yb])
+    np.testing.assert_array_equal(X, before[0])
+    np.testing.assert_array_equal(y, before[1])
+    assert X.flags.writeable and y.flags.writeable
+    for xb in data.BatchIterator(X, batch_size=4, shuffle=shuffle, seed=0,
+                                 transform=data.GaussianNoise(0.1, seed=0)):
+        assert xb.flags.writeable and xb.dtype == np.float32   # a new array
+    np.testing.assert_array_equal(X, before[0])
 
 
 def test_gaussian_noise_augmentation():

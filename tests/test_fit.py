@@ -58,6 +58,18 @@ def test_history_records_every_epoch(backend):
     assert all(t > 0 for t in h["time"])
 
 
+@pytest.mark.parametrize("n, split, held_out", [(10, 0.25, 3), (10, 0.45, 5), (10, 0.12, 2),
+                                                 (10, 0.01, 1), (1797, 0.2, 360)])
+def test_validation_split_holds_out_what_keras_holds_out(n, split, held_out):
+    X, y = _toy(n)
+    record = callbacks.Callback()
+    pynn.fit(_model(), X, y, epochs=1, validation_split=split, callbacks=[record],
+             verbose=0, progress=False)
+    assert record.params["samples"] == n - held_out
+    with pytest.raises(ValueError, match="no samples"):
+        pynn.fit(_model(), X[:10], y[:10], epochs=1, validation_split=0.95, verbose=0)
+
+
 def test_validation_metrics_equal_evaluate(backend):
     X, y = _toy()
     Xv, yv = _toy(60, seed=1)

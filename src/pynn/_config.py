@@ -173,14 +173,23 @@ def get_num_threads():
 
 
 def manual_seed(seed):
-    """Seed pynn's random generator (initialisation, dropout masks, shuffling)."""
-    global _rng
+    """Seed pynn's random generator (initialisation, dropout masks, shuffling, and the
+    data helpers given seed=None).
+
+    The generator is reseeded in place, as torch.manual_seed reseeds the default
+    generator, so objects built before the call (a GaussianNoise, a shuffling
+    BatchIterator) follow the new seed too. After manual_seed(s) it draws exactly what
+    numpy.random.default_rng(s) draws.
+    """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an int, not {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be non-negative, got {seed}")
+    fresh = np.random.default_rng(int(seed)).bit_generator
     with _rng_lock:
-        _rng = np.random.default_rng(int(seed))
+        # The pickling state carries the seed sequence too (NumPy >= 2), so spawn()
+        # after manual_seed is reproducible as well as the draws.
+        _rng.bit_generator.__setstate__(fresh.__getstate__())
 
 
 def rng():

@@ -274,7 +274,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     elif validation_split:
         if not 0.0 < float(validation_split) < 1.0:
             raise ValueError(f"validation_split must be in (0, 1), got {validation_split}")
-        n_val = int(round(len(X) * float(validation_split)))
+        # as Keras splits: the first floor(n * (1 - split)) samples train
+        n_val = len(X) - int(math.floor(len(X) * (1.0 - float(validation_split))))
         if not 0 < n_val < len(X):
             raise ValueError(f"validation_split={validation_split} leaves no samples on one "
                              f"side of {len(X)}")

@@ -135,19 +135,9 @@ def _check_same_length(arrays):
     return arrays
 
 
-def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=None):
-    """Split arrays (same first dimension) into train and test parts, as scikit-learn does:
-    returns [a_train, a_test, b_train, b_test, ...].
-
-    test_size: a fraction in (0, 1) or a number of samples. stratify: labels whose class
-    proportions both parts keep (each class is split by the same fraction). seed: None
-    (pynn's generator), an int or a Generator; shuffle=False takes the last samples as
-    the test part.
-    """
-    if not arrays:
-        raise ValueError("train_test_split needs at least one array")
-    arrays = _check_same_length(arrays)
-    n = len(arrays[0])
+def _split_sizes(n, test_size):
+    """(n_train, n_test) as scikit-learn computes them: ceil(test_size * n) test samples
+    for a fraction, the int itself otherwise; both parts must be non-empty."""
     if isinstance(test_size, bool) or not isinstance(test_size, (int, float, np.integer,
                                                                  np.floating)):
         raise TypeError(f"test_size must be a fraction or a number of samples, "
@@ -161,18 +151,60 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
     if not 1 <= n_test <= n - 1:
         raise ValueError(f"test_size gives {n_test} test samples out of {n}; both parts "
                          "need at least one sample")
+    return n - n_test, n_test
+
+
+def _stratified_test_counts(counts, n_test, gen):
+    """Test samples per class: each class's exact share counts * n_test / n rounded down,
+    then one more for the classes with the largest remainders until n_test is reached
+    (ties broken at random, so no class is favoured by its label)."""
+    share = counts * n_test
+    n = int(counts.sum())
+    k = share // n
+    missing = n_test - int(k.sum())
+    if missing:
+        order = np.lexsort((gen.random(len(counts)), -(share % n)))
+        k[order[:missing]] += 1
+    return k
+
+
+def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=None):
+    """Split arrays (same first dimension) into train and test parts, as scikit-learn does:
+    returns [a_train, a_test, b_train, b_test, ...].
+
+    test_size: a fraction in (0, 1), giving ceil(test_size * n) test samples, or a number
+    of samples; the train part holds the rest, and both must be non-empty. stratify:
+    labels (n,) whose class proportions both parts keep: each class gives its share of
+    the test part, rounded so that the sizes are exactly those asked for; every class
+    needs at least 2 members, and each part at least as many samples as there are
+    classes (scikit-learn's conditions). seed: None (pynn's generator), an int or a
+    Generator; shuffle=False takes the last samples as the test part.
+    """
+    if not arrays:
+        raise ValueError("train_test_split needs at least one array")
+    arrays = _check_same_length(arrays)
+    n = len(arrays[0])
+    n_train, n_test = _split_sizes(n, test_size)
     if stratify is not None:
         if not shuffle:
             raise ValueError("stratify requires shuffle=True")
         labels = np.asarray(stratify)
         if labels.shape != (n,):
             raise ValueError(f"stratify must have shape ({n},), got {labels.shape}")
+        classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        if counts.min() < 2:
+            raise ValueError(f"the least populated class in stratify has only 1 member, "
+                             f"which is too few to split; classes with 1 member: "
+                             f"{classes[counts < 2].tolist()}")
+        for part, size in (("train", n_train), ("test", n_test)):
+            if size < len(classes):
+                raise ValueError(f"test_size gives the {part} part {size} of {n} samples, "
+                                 f"fewer than the {len(classes)} classes in stratify")
         gen = _config.generator(seed)
-        fraction = n_test / n
+        k_test = _stratified_test_counts(counts, n_test, gen)
         test_idx, train_idx = [], []
-        for cls in np.unique(labels):
-            members = gen.permutation(np.flatnonzero(labels == cls))
-            k = int(round(fraction * len(members)))
+        for c, k in enumerate(k_test):
+            members = gen.permutation(np.flatnonzero(inverse == c))
             test_idx.append(members[:k])
             train_idx.append(members[k:])
         test = gen.permutation(np.concatenate(test_idx))
@@ -181,7 +213,7 @@ def train_test_split(*arrays, test_size=0.25, shuffle=True, stratify=None, seed=
         order = _config.generator(seed).permutation(n)
         train, test = order[n_test:], order[:n_test]
     else:
-        train, test = np.arange(n - n_test), np.arange(n - n_test, n)
+        train, test = np.arange(n_train), np.arange(n_train, n)
     out = []
     for a in arrays:
         out.extend((a[train], a[test]))
@@ -205,8 +237,12 @@ class BatchIterator:
 
     shuffle: a new order each pass (drawn from `seed`: None for pynn's generator, an int
     or a Generator). drop_last: skip a final batch smaller than batch_size. transform: a
-    callable applied to each X batch (augmentation such as GaussianNoise); the source
-    arrays are never modified.
+    callable applied to each X batch (augmentation such as GaussianNoise); it gets a
+    batch of its own, which it may change in place.
+
+    The source arrays are never modified: shuffled batches are copies, and batches in
+    order are read-only views of X and y (an in-place write raises ValueError), except
+    that a transform gets a copy.
     """
 
     def __init__(self, X, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None,
@@ -238,6 +274,12 @@ class BatchIterator:
             if order is None:
                 xb = self.X[lo:hi]
                 yb = None if self.y is None else self.y[lo:hi]
+                if self.transform is not None:
+                    xb = xb.copy()       # a transform may work in place
+                else:
+                    xb.flags.writeable = False
+                if yb is not None:
+                    yb.flags.writeable = False
             else:
                 idx = order[lo:hi]
                 xb = _take(self.X, idx)
