@@ -485,6 +485,11 @@ pynn_status PYNN_ISA_FN(TFN(pynn_batch_norm_backward))(
         if (dbeta)
             dbeta[c] = (REAL)sdy[c];
     }
+    if (M == 0) { /* dx has no elements (S = 0 with N huge must not walk N) */
+        free(sums);
+        free(coef);
+        return PYNN_OK;
+    }
     /* dx = g*invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), xhat = (x - mean)*invstd,
      * regrouped per channel as dy*k + (x - mean)*a + b. */
     for (int64_t i = 0; i < ncoef; i++) {

@@ -109,7 +109,9 @@ def test_use_backend_restores_after_an_exception():
 
 
 @pytest.mark.parametrize("bad, exc", [(0, ValueError), (-2, ValueError), (1.5, TypeError),
-                                      (True, TypeError), ("2", TypeError)])
+                                      (True, TypeError), ("2", TypeError),
+                                      (pynn._config.MAX_THREADS + 1, ValueError),
+                                      (2**31, ValueError), (np.uint64(2**63), ValueError)])
 def test_set_num_threads_rejects_bad_values(bad, exc):
     before = pynn.get_num_threads()
     with pytest.raises(exc, match="num_threads"):
@@ -122,6 +124,15 @@ def test_set_num_threads_roundtrip():
     assert pynn.get_num_threads() == 1
     pynn.set_num_threads(np.int64(3))
     assert pynn.get_num_threads() == 3
+
+
+def test_thread_count_from_the_environment_is_capped():
+    """An absurd OMP_NUM_THREADS does not reach the kernels (100,000 threads crashed the
+    OpenMP runtime; 2**31 made every native call overflow)."""
+    for value in ("100000", "3000000000"):
+        out = _run("import pynn; print(pynn.get_num_threads())", OMP_NUM_THREADS=value)
+        assert out.returncode == 0, out.stderr
+        assert int(out.stdout.split()[-1]) == pynn._config.MAX_THREADS
 
 
 def _run(code, **env):

@@ -28,6 +28,10 @@ def _cpu_count():
     return max(1, n)
 
 
+# The most threads set_num_threads takes (and the native kernels use: csrc/threads.c).
+MAX_THREADS = 1024
+
+
 def _threads_from_env():
     value = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
     if value:
@@ -36,8 +40,8 @@ def _threads_from_env():
         except ValueError:
             n = 0
         if n >= 1:
-            return n
-    return _cpu_count()
+            return min(n, MAX_THREADS)
+    return min(_cpu_count(), MAX_THREADS)
 
 
 _state = threading.local()
@@ -157,8 +161,8 @@ def _lookup():
 def _check_threads(n):
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise TypeError(f"num_threads must be an int, not {type(n).__name__}")
-    if n < 1:
-        raise ValueError(f"num_threads must be at least 1, got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"num_threads must be in [1, {MAX_THREADS}], got {n}")
     return int(n)
 
 

@@ -306,6 +306,17 @@ def test_training_empty_batch_keeps_running_stats(dtype):
     np.testing.assert_array_equal(dbeta, 0)
 
 
+def test_backward_of_empty_channels_returns_at_once(dtype):
+    """N huge and S = 0: no element, so nothing to walk (the native kernel looped over
+    N doing nothing, minutes for this shape)."""
+    x = np.empty((2**40, 3, 0), dtype)
+    dx, dgamma, dbeta = ops.batch_norm_backward(x, x, np.ones(3, dtype), np.zeros(3, dtype),
+                                                np.ones(3, dtype))
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dgamma, 0)
+    np.testing.assert_array_equal(dbeta, 0)
+
+
 def test_eval_with_a_single_sample(dtype):
     x = np.array([[1.0, 2.0, 3.0]], dtype)
     y, mean, invstd = ops.batch_norm(x, None, None, np.zeros(3, dtype), np.ones(3, dtype), False,

@@ -528,6 +528,7 @@ def test_bad_arrays(backend, rng):
 
 
 BAD_OPTIONS = [(ValueError, "step", dict(step=0)),
+               (ValueError, "int64", dict(step=2**70)),
                (TypeError, "step", dict(step=1.0)), (ValueError, "lr", dict(lr=-1.0)),
                (ValueError, "lr", dict(lr=np.nan)), (TypeError, "lr", dict(lr="1e-3")),
                (ValueError, "beta1", dict(beta1=1.0)), (ValueError, "beta2", dict(beta2=-0.1)),

@@ -268,6 +268,10 @@ def test_xent_edge_cases(backend, dtype, rng):
         loss, grad = run(backend, ops.softmax_cross_entropy, logits, [0, -100, 0, 0], "mean",
                          label_smoothing, -100, weight)
         assert np.isnan(loss) and np.isnan(grad[[0, 2, 3]]).all() and not grad[1].any()
+    # uint64 labels past int64 would wrap (2**64 - 100 onto the default ignore_index)
+    with pytest.raises(ValueError, match="out of range"):
+        run(backend, ops.softmax_cross_entropy, logits, np.array([1, 2**64 - 100, 0, 1],
+                                                                 np.uint64))
     # one class: softmax is 1, the loss and its gradient 0
     loss, grad = run(backend, ops.softmax_cross_entropy, np.array([[5.0]], dtype), [0])
     assert loss == 0.0 and grad.tolist() == [[0.0]]

@@ -246,6 +246,26 @@ def test_sequential_follows_changes_to_its_children(backend):
     assert dx.shape == (5, 4) and first.weight.grad is not None
 
 
+def test_tied_weights_add_their_gradients(backend):
+    """A Parameter shared by two Linear layers gets the sum of both layers' gradients,
+    whether Sequential runs them as one stack or one by one."""
+    pynn.manual_seed(0)
+    a, b = nn.Linear(4, 4), nn.Linear(4, 4)
+    b.weight = a.weight
+    x = np.random.default_rng(0).standard_normal((5, 4)).astype(np.float32)
+    grads = []
+    for model in (nn.Sequential(a, nn.ReLU(), b), nn.Sequential(a, nn.ReLU(), nn.Identity(), b)):
+        model.zero_grad()
+        y = model(x)
+        model.backward(np.ones_like(y))
+        grads.append(a.weight.grad.copy())
+    h = np.maximum(x @ a.weight.data.T + a.bias.data, 0)
+    dh = (np.ones((5, 4), np.float32) @ b.weight.data) * (h > 0)
+    expected = np.ones((5, 4), np.float32).T @ h + dh.T @ x
+    for g in grads:
+        np.testing.assert_allclose(g, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_sequential_container_behaviour():
     a, b, c = nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2)
     model = nn.Sequential(a, b, c)

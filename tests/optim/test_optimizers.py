@@ -288,6 +288,17 @@ def test_clip_grad_norm_matches_torch():
             np.testing.assert_allclose(p.grad, tp.grad.numpy(), rtol=1e-12)
 
 
+def test_clip_grad_norm_inf_sees_nan_anywhere():
+    for order in ((0, 1), (1, 0)):
+        p = [nn.Parameter(np.zeros(2, np.float32)) for _ in range(2)]
+        p[0].grad = np.array([1.0, 2.0], np.float32)
+        p[1].grad = np.array([np.nan, 0.0], np.float32)
+        params = [p[i] for i in order]
+        assert math.isnan(optim.clip_grad_norm_(params, 1.0, norm_type="inf"))
+        with pytest.raises(FloatingPointError):
+            optim.clip_grad_norm_(params, 1.0, norm_type="inf", error_if_nonfinite=True)
+
+
 def test_clip_grad_norm_and_value():
     p = nn.Parameter(np.zeros(2))
     p.grad = np.array([3.0, 4.0])

@@ -163,8 +163,15 @@ class Sequential(_ModuleSequence):
     def backward(self, grad_output, input_grad=True):
         if self._steps is None:
             raise self._missing_cache()
-        if self._stack is not None:
-            (layers, codes, slopes), inputs, zs = self._stack
+        stack = self._stack
+        if stack is not None:
+            params = [p for m in stack[0][0] for p in (m.weight, m.bias) if p is not None]
+            if len({id(p) for p in params}) < len(params):
+                # a parameter shared by two layers (tied weights): the stack would write
+                # each layer's gradient on its own; layer by layer they add up
+                stack = None
+        if stack is not None:
+            (layers, codes, slopes), inputs, zs = stack
             weights, dws, dbs = [], [], []
             for m in layers:
                 w, b = m.weight, m.bias

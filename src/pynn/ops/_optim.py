@@ -246,6 +246,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
             except (TypeError, ValueError):
                 pass
     step = v.check_int(step, "step", 1)
+    if step > v.INT64_MAX:   # the kernels count steps in int64; refused on both backends
+        raise ValueError(f"step must fit in int64, got {step}")
     lr = v.check_float(lr, "lr", 0.0)
     beta1 = v.check_float(beta1, "beta1", 0.0, 1.0, high_open=True)
     beta2 = v.check_float(beta2, "beta2", 0.0, 1.0, high_open=True)

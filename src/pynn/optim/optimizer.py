@@ -268,7 +268,7 @@ def clip_grad_norm_(parameters, max_norm, norm_type=2.0, error_if_nonfinite=Fals
         return 0.0
     if norm_type == math.inf:
         norms = [float(np.max(np.abs(g))) if g.size else 0.0 for g in grads]
-        total = max(norms)
+        total = float(np.max(norms))   # NaN wherever it is (max() drops a later NaN)
     else:
         norms = [float(np.linalg.norm(g.ravel(), ord=norm_type)) for g in grads]
         total = float(np.linalg.norm(np.array(norms), ord=norm_type))
