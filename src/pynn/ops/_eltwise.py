@@ -13,7 +13,8 @@ products, so for integer or boolean input they are NumPy's own expressions (relu
 int array is np.maximum(x, 0), still int). Complex input is refused.
 
 Formulas and special values (NaN propagates; relu'(0) = 0; silu(-inf) and gelu(-inf)
-are NaN, as in torch) are documented in pynn.backends.numpy.eltwise.
+are their limits, zero, where torch gives NaN) are documented in
+pynn.backends.numpy.eltwise.
 """
 import numpy as np
 
