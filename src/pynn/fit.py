@@ -125,10 +125,14 @@ def _ignored(loss_fn):
     return None
 
 
-def _hits(kind, loss_fn, output, target):
+def _hits(kind, loss_fn, output, target, weight=None):
     """(correct predictions, samples counted) of a batch; samples whose label the loss
-    ignores count for neither."""
+    ignores count for neither. weight: the batch's _loss_weight, which for a loss without
+    class weights already tells whether every label counts."""
     ignore = _ignored(loss_fn)
+    if ignore is not None and weight == len(target) and loss_fn.weight is None \
+            and loss_fn.reduction == "mean":
+        ignore = None   # _loss_weight counted every label
     if kind == "argmax" and ignore is not None:
         keep = target != ignore
         if not keep.all():
@@ -443,7 +447,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             loss_sum += _loss_total(loss_fn, value, weight)
             weight_sum += weight
             if accuracy is not None:
-                hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
+                hits, batch_counted = _hits(accuracy, loss_fn, output, yb, weight)
                 correct += hits
                 counted += batch_counted
             if end:
