@@ -9,7 +9,9 @@ import pytest
 import pynn
 from pynn import cli
 
-SRC = os.path.join(os.path.dirname(__file__), os.pardir, "src")
+# where the pynn under test was imported from (src in a dev tree, site-packages when
+# installed): a subprocess gets the same one, compiled kernels included
+SRC = os.path.dirname(os.path.dirname(os.path.abspath(pynn.__file__)))
 
 
 def test_train_runs_saves_and_reports(tmp_path, capsys):
