@@ -171,6 +171,24 @@ def test_batch_iterator():
 
 
 @pytest.mark.parametrize("shuffle", [False, True])
+def test_a_short_last_batch_joins_the_one_before(shuffle):
+    X = np.arange(21, dtype=np.float32).reshape(21, 1)
+    sizes = lambda **kw: [len(b) for b in data.BatchIterator(X, batch_size=5, shuffle=shuffle,
+                                                              seed=0, **kw)]
+    assert sizes(min_last=2) == [5, 5, 5, 6]
+    assert sizes(min_last=1) == [5, 5, 5, 5, 1]
+    assert sizes(min_last=2, drop_last=True) == [5, 5, 5, 5]
+    assert len(data.BatchIterator(X, batch_size=5, min_last=2)) == 4
+    assert sorted(np.concatenate(list(data.BatchIterator(X, batch_size=5, shuffle=shuffle,
+                                                         seed=0, min_last=2))).ravel()) \
+        == list(range(21))
+    assert sizes(min_last=30) == [5, 5, 5, 6]      # a single batch is never merged away
+    assert [len(b) for b in data.BatchIterator(X[:3], batch_size=5, min_last=30)] == [3]
+    with pytest.raises(ValueError, match="min_last"):
+        data.BatchIterator(X, min_last=0)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
 def test_batches_never_change_the_source(shuffle):
     """Batches in order are read-only views; shuffled ones are copies; a transform gets a
     batch of its own and may work in place. The source arrays never change."""

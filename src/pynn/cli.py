@@ -7,11 +7,12 @@
 """
 import argparse
 import contextlib
-import math
 import os
 import sys
 
 import numpy as np
+
+from pynn.ops._validate import check_float, check_int
 
 ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "gelu": "GELU", "silu": "SiLU",
                "tanh": "Tanh", "sigmoid": "Sigmoid"}
@@ -31,35 +32,31 @@ def _hidden_sizes(text):
     return sizes
 
 
+def _checked(convert, what, check, **limits):
+    """An argparse type: the text converted, then checked by pynn's own validators (the
+    ones its functions use, so the CLI refuses what training would refuse)."""
+    def parse(text):
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        try:
+            return check(value, "the value", **limits)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return parse
+
+
 def _integer(minimum):
-    """An argparse type: an int of at least `minimum`."""
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text}")
-        return value
-    return parse
+    """An int of at least `minimum`."""
+    return _checked(int, "an integer", check_int, minimum=minimum)
 
 
-def _real(low, high=math.inf, low_open=False, high_open=True):
-    """An argparse type: a float in the interval from `low` to `high` (open at infinity,
-    so that NaN and infinities are refused)."""
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-    def parse(text):
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-        above = low < value if low_open else low <= value
-        below = value < high if high_open else value <= high
-        if not (above and below):
-            raise argparse.ArgumentTypeError(f"expected a number in {interval}, got {text}")
-        return value
-    return parse
+def _real(low, high=None, low_open=False, high_open=True):
+    """A finite float from `low` to `high` (None: no upper limit); NaN and infinities are
+    refused."""
+    return _checked(float, "a number", check_float, low=low, high=high, low_open=low_open,
+                    high_open=high_open)
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -241,19 +238,15 @@ def _plot_path(args):
     return path
 
 
-def _split(option, fraction, X, y, seed, data, part):
+def _split(option, fraction, X, y, seed, data):
     """Stratified (X, y) -> (X_a, X_b, y_a, y_b) with the `fraction` in part b; a
-    fraction that leaves a part empty is a usage error."""
+    fraction train_test_split refuses (a part left empty or without every class) is a
+    usage error."""
     try:
-        X_a, X_b, y_a, y_b = data.train_test_split(X, y, test_size=fraction, stratify=y,
-                                                   seed=seed)
+        return data.train_test_split(X, y, test_size=fraction, stratify=y, seed=seed)
     except ValueError as exc:
         raise _UsageError(f"argument {option}: {fraction} cannot split {len(X)} samples "
                           f"({exc})") from None
-    if len(X_a) == 0 or len(X_b) == 0:
-        raise _UsageError(f"argument {option}: {fraction} of {len(X)} samples, split by "
-                          f"class, leaves the training or the {part} part empty")
-    return X_a, X_b, y_a, y_b
 
 
 def _make_parent(path):
@@ -284,11 +277,11 @@ def train(args):
 
     X, y = datasets.load_digits()
     X_train, X_test, y_train, y_test = _split("--test-size", args.test_size, X, y, args.seed,
-                                              data, "test")
+                                              data)
     validation = None
     if args.val_size > 0:
         X_train, X_val, y_train, y_val = _split("--val-size", args.val_size, X_train, y_train,
-                                                args.seed + 1, data, "validation")
+                                                args.seed + 1, data)
         validation = (X_val, y_val)
     elif args.early_stopping or args.schedule == "plateau":
         print("note: without a validation split, early stopping and the plateau schedule "

@@ -220,7 +220,8 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     validation_data: (X_val, y_val), or validation_split: the fraction of samples taken
     from the end of (X, y), before shuffling, as in Keras.
     shuffle: a new order every epoch, drawn from `seed` (None: pynn's generator). A model
-    with batch norm never trains on a last batch of one sample: it joins the batch before.
+    with batch norm never trains on a last batch of one sample: it joins the batch before
+    (BatchIterator's min_last).
     scheduler: a schedule from pynn.optim.lr_scheduler for `optimizer`, stepped after
     every epoch, or after every batch for per-batch schedules (warm restarts, also after a
     warm-up), which go on from their position, so a second fit continues the cycle.
@@ -295,17 +296,15 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     else:
         generator = np.random.default_rng(seed)
     batches = BatchIterator(X, y, batch_size=batch_size, shuffle=shuffle, seed=generator,
-                            transform=augment)
+                            transform=augment, min_last=2 if _needs_batch_statistics(model) else 1)
     history = History()
     callbacks = [history] + list(callbacks or [])
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"callbacks must be Callback instances, not {type(cb).__name__}")
     plateau = _plateau_monitor(scheduler, Xv is not None, accuracy is not None)
-    merge_tail = _needs_batch_statistics(model) and len(X) % batch_size == 1 and len(X) > 1
-    params = {"epochs": int(epochs), "batch_size": batch_size,
-              "steps": len(batches) - merge_tail, "samples": len(X),
-              "validation": Xv is not None}
+    params = {"epochs": int(epochs), "batch_size": batch_size, "steps": len(batches),
+              "samples": len(X), "validation": Xv is not None}
     for cb in callbacks:
         cb.set_context(model, optimizer, params)
     show_bar = sys.stderr.isatty() if progress is None else bool(progress)
@@ -322,7 +321,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
             rollback.begin_epoch(epoch, history)
             logs = _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy,
                                 callbacks, epoch, int(epochs), show_bar, history, rollback,
-                                merge_tail, offset)
+                                offset)
             if Xv is not None:
                 val = evaluate(model, Xv, yv, loss=loss_fn, batch_size=max(batch_size, 256),
                                metrics=metrics)
@@ -396,27 +395,13 @@ def _overrides(callback, hook):
     return getattr(getattr(callback, hook), "__func__", None) is not getattr(Callback, hook)
 
 
-def _merged_tail(batches):
-    """The batches, with a last batch of one sample joined to the one before it (batch
-    norm cannot train on a single sample)."""
-    held = None
-    last = len(batches) - 1
-    for b, batch in enumerate(batches):
-        if b == last - 1:
-            held = batch
-        elif b == last:
-            yield tuple(np.concatenate([h, x]) for h, x in zip(held, batch))
-        else:
-            yield batch
-
-
 def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callbacks, epoch,
-                 epochs, show_bar, history, rollback, merge_tail, offset):
+                 epochs, show_bar, history, rollback, offset):
     model.train()
     lr = optimizer.param_groups[0]["lr"]
     for cb in callbacks:
         cb.on_epoch_begin(epoch, {})
-    steps = len(batches) - merge_tail
+    steps = len(batches)
     bar = _progress_bar(steps, f"Epoch {epoch + 1}/{epochs}", show_bar)
     start = time.perf_counter()
     loss_sum, weight_sum, correct, counted = 0.0, 0.0, 0, 0
@@ -426,7 +411,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
     end = [cb for cb in callbacks if _overrides(cb, "on_batch_end")]
     per_batch_schedule = scheduler is not None and scheduler.per_batch
     try:
-        for b, (xb, yb) in enumerate(_merged_tail(batches) if merge_tail else batches):
+        for b, (xb, yb) in enumerate(batches):
             for cb in begin:
                 cb.on_batch_begin(b, {})
             output = model(xb)

@@ -347,19 +347,6 @@ def _describe_optimizer(model, optimizer, arrays):
 
 # -- load --------------------------------------------------------------------------------
 
-# What each optimizer keeps per parameter (its _init_state, and Adam's max_exp_avg_sq,
-# added at its first AMSGrad step): the step count, buffers shaped like the parameter,
-# and buffers that are None until first used.
-_STEP, _BUFFER, _BUFFER_OR_NONE = "step", "buffer", "buffer or None"
-_OPTIMIZER_STATE = {
-    "SGD": {"momentum_buffer": _BUFFER_OR_NONE},
-    "RMSprop": {"step": _STEP, "square_avg": _BUFFER, "momentum_buffer": _BUFFER_OR_NONE,
-                "grad_avg": _BUFFER_OR_NONE},
-    "Adam": {"step": _STEP, "exp_avg": _BUFFER, "exp_avg_sq": _BUFFER,
-             "max_exp_avg_sq": _BUFFER_OR_NONE},
-}
-_OPTIMIZER_STATE["AdamW"] = _OPTIMIZER_STATE["Adam"]
-_OPTIONAL_STATE = {"max_exp_avg_sq"}
 # the fused Adam kernel takes step + 1 as an int64
 _MAX_STEP = 2 ** 63 - 2
 
@@ -542,7 +529,7 @@ def _build_optimizer(model, spec, arrays):
         i = int(key) if key.isdecimal() and key.isascii() else -1
         if str(i) != key or i >= len(flat):
             raise ModelFileError(f"optimizer state for a parameter {key!r} it does not have")
-        loaded[i] = _check_optimizer_state(name, _unpack_tree(packed, arrays),
+        loaded[i] = _check_optimizer_state(cls, _unpack_tree(packed, arrays),
                                            params[flat[i]], flat[i])
     index_groups = []
     start = 0
@@ -553,25 +540,26 @@ def _build_optimizer(model, spec, arrays):
     return optimizer
 
 
-def _check_optimizer_state(name, entry, param, where):
-    """Check the state an optimizer of class `name` keeps for `param` (named `where`): its
-    own keys only, a step count in range, buffers of the parameter's shape and dtype."""
-    schema = _OPTIMIZER_STATE[name]
+def _check_optimizer_state(cls, entry, param, where):
+    """Check the state an optimizer of class `cls` keeps for `param` (named `where`), as
+    its state_kinds describe it: its own keys only, a step count in range, buffers of the
+    parameter's shape and dtype."""
+    name, schema = cls.__name__, cls.state_kinds
     where = f"optimizer state of {where!r}"
     if not isinstance(entry, dict):
         raise ModelFileError(f"{where}: malformed")
     unknown = sorted(set(entry) - set(schema))
-    missing = sorted(set(schema) - _OPTIONAL_STATE - set(entry))
+    missing = sorted(k for k in set(schema) - set(entry) if schema[k] != "optional")
     if unknown or missing:
         raise ModelFileError(f"{where}: {name} keeps {sorted(schema)}, the file has "
                              f"{sorted(entry)}")
     for key, value in entry.items():
         kind = schema[key]
-        if kind == _STEP:
+        if kind == "step":
             if type(value) is not int or not 0 <= value <= _MAX_STEP:
                 raise ModelFileError(f"{where}: {key} must be an int in [0, {_MAX_STEP}], "
                                      f"not {value!r:.40}")
-        elif not (value is None and kind == _BUFFER_OR_NONE):
+        elif not (value is None and kind != "buffer"):
             if not isinstance(value, np.ndarray) or value.shape != param.data.shape \
                     or value.dtype != param.data.dtype:
                 found = (f"an array of shape {value.shape} and dtype {value.dtype}"

@@ -236,7 +236,9 @@ class BatchIterator:
     y is None. len() is the number of batches per pass.
 
     shuffle: a new order each pass (drawn from `seed`: None for pynn's generator, an int
-    or a Generator). drop_last: skip a final batch smaller than batch_size. transform: a
+    or a Generator). drop_last: skip a final batch smaller than batch_size. min_last: a
+    final batch of fewer samples joins the one before (batch norm, which cannot train on
+    one sample, takes 2); ignored with drop_last. transform: a
     callable applied to each X batch (augmentation such as GaussianNoise); it gets a
     batch of its own, which it may change in place.
 
@@ -246,7 +248,7 @@ class BatchIterator:
     """
 
     def __init__(self, X, y=None, batch_size=32, shuffle=False, drop_last=False, seed=None,
-                 transform=None):
+                 transform=None, min_last=1):
         arrays = _check_same_length([X] if y is None else [X, y])
         self.X = arrays[0]
         self.y = None if y is None else arrays[1]
@@ -256,6 +258,11 @@ class BatchIterator:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         if transform is not None and not callable(transform):
             raise TypeError("transform must be callable or None")
+        if isinstance(min_last, bool) or not isinstance(min_last, (int, np.integer)):
+            raise TypeError(f"min_last must be an int, not {type(min_last).__name__}")
+        if min_last < 1:
+            raise ValueError(f"min_last must be at least 1, got {min_last}")
+        self.min_last = int(min_last)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
@@ -263,14 +270,19 @@ class BatchIterator:
         self._gen = _config.generator(seed) if shuffle else None
 
     def __len__(self):
-        n = len(self.X)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        full, rest = divmod(len(self.X), self.batch_size)
+        if self.drop_last or rest == 0:
+            return full
+        return full if full and rest < self.min_last else full + 1
 
     def __iter__(self):
         n = len(self.X)
         order = self._gen.permutation(n) if self.shuffle else None
-        for b in range(len(self)):
-            lo, hi = b * self.batch_size, min((b + 1) * self.batch_size, n)
+        last = len(self) - 1
+        for b in range(last + 1):
+            lo = b * self.batch_size
+            # the last batch takes what is left, unless drop_last leaves it out
+            hi = n if b == last and not self.drop_last else lo + self.batch_size
             if order is None:
                 xb = self.X[lo:hi]
                 yb = None if self.y is None else self.y[lo:hi]

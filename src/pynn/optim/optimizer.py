@@ -32,6 +32,11 @@ class Optimizer:
     (group["lr"] = ...). `state[param]` holds the per-parameter buffers.
     """
 
+    # What a subclass keeps in state[param], for loaders to check: key -> "step" (an int),
+    # "buffer" (an array shaped like the parameter), "buffer or None", or "optional" (a
+    # buffer, None, or absent until first used).
+    state_kinds = {}
+
     def __init__(self, params, defaults):
         self.defaults = dict(defaults)
         self.param_groups = []
@@ -60,15 +65,19 @@ class Optimizer:
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         if len({id(p) for p in params}) != len(params) or any(id(p) in seen for p in params):
             raise ValueError("a parameter appears more than once across the param groups")
-        unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
-        if unknown:
-            raise ValueError(f"unknown option(s) in param group: {sorted(unknown)}; "
-                             f"{type(self).__name__} takes {sorted(self.defaults)}")
+        self._check_known(group, "param group")
         full = dict(self.defaults)
         full.update(group)
         full["params"] = params
         self._check_group(full)
         self.param_groups.append(full)
+
+    def _check_known(self, group, where):
+        """Refuse options this optimizer does not take (a misspelt one would be ignored)."""
+        unknown = set(group) - set(self.defaults) - {"params", "initial_lr"}
+        if unknown:
+            raise ValueError(f"unknown option(s) in {where}: {sorted(unknown)}; "
+                             f"{type(self).__name__} takes {sorted(self.defaults)}")
 
     def _check_group(self, group):
         """Validate a group's options (subclasses check their own)."""
@@ -230,11 +239,7 @@ class Optimizer:
                 kind = "decoupled (AdamW)" if decoupled else "L2 (Adam)"
                 raise ValueError(f"the state_dict's param group has {kind} weight decay, "
                                  f"which {type(self).__name__} does not compute")
-        unknown = set(options) - set(self.defaults) - {"initial_lr"}
-        if unknown:
-            raise ValueError(f"unknown option(s) in the state_dict's param group: "
-                             f"{sorted(unknown)}; {type(self).__name__} takes "
-                             f"{sorted(self.defaults)}")
+        self._check_known(options, "the state_dict's param group")
         return options
 
     def __repr__(self):

@@ -41,6 +41,8 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] == 0 or group["dampening"] != 0):
             raise ValueError("nesterov=True requires momentum > 0 and dampening = 0")
 
+    state_kinds = {"momentum_buffer": "buffer or None"}
+
     def _init_state(self, p, group):
         return {"momentum_buffer": None}
 
@@ -82,6 +84,9 @@ class RMSprop(Optimizer):
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0.0)
         group["momentum"] = check_float(group["momentum"], "momentum", low=0.0)
         _check_bool(group, "centered")
+
+    state_kinds = {"step": "step", "square_avg": "buffer", "momentum_buffer": "buffer or None",
+                   "grad_avg": "buffer or None"}
 
     def _init_state(self, p, group):
         return {"step": 0, "square_avg": np.zeros_like(p.data), "momentum_buffer": None,
@@ -128,6 +133,10 @@ class Adam(Optimizer):
         group["eps"] = check_float(group["eps"], "eps", low=0.0, low_open=True)
         group["weight_decay"] = check_float(group["weight_decay"], "weight_decay", low=0.0)
         _check_bool(group, "amsgrad")
+
+    # max_exp_avg_sq comes with the first AMSGrad step
+    state_kinds = {"step": "step", "exp_avg": "buffer", "exp_avg_sq": "buffer",
+                   "max_exp_avg_sq": "optional"}
 
     def _init_state(self, p, group):
         return {"step": 0, "exp_avg": np.zeros_like(p.data), "exp_avg_sq": np.zeros_like(p.data)}
