@@ -125,14 +125,19 @@ def _ignored(loss_fn):
     return None
 
 
-def _hits(kind, loss_fn, output, target, weight=None):
-    """(correct predictions, samples counted) of a batch; samples whose label the loss
-    ignores count for neither. weight: the batch's _loss_weight, which for a loss without
-    class weights already tells whether every label counts."""
+def _every_sample_counts(loss_fn, y):
+    """Whether every sample of y counts once in the loss and the accuracy: no class
+    weights, no label the loss ignores. Then a batch's loss weight is its size and its
+    accuracy plain, decided once for the set instead of batch by batch (the checks cost
+    ~20 us a batch of 32 inside a training loop)."""
     ignore = _ignored(loss_fn)
-    if ignore is not None and weight == len(target) and loss_fn.weight is None \
-            and loss_fn.reduction == "mean":
-        ignore = None   # _loss_weight counted every label
+    return ignore is None or (loss_fn.weight is None and not np.any(np.asarray(y) == ignore))
+
+
+def _hits(kind, loss_fn, output, target):
+    """(correct predictions, samples counted) of a batch; samples whose label the loss
+    ignores count for neither."""
+    ignore = _ignored(loss_fn)
     if kind == "argmax" and ignore is not None:
         keep = target != ignore
         if not keep.all():
@@ -312,6 +317,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     # a per-batch schedule goes on from where it is (a second fit continues its cycle)
     offset = max(getattr(scheduler, "last_epoch", 0), 0) if scheduler is not None else 0
     rollback = _Rollback(model, optimizer, scheduler)
+    plain = _every_sample_counts(loss_fn, y)
 
     model.zero_grad()
     for cb in callbacks:
@@ -321,7 +327,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
             rollback.begin_epoch(epoch, history)
             logs = _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy,
                                 callbacks, epoch, int(epochs), show_bar, history, rollback,
-                                offset)
+                                offset, plain)
             if Xv is not None:
                 val = evaluate(model, Xv, yv, loss=loss_fn, batch_size=max(batch_size, 256),
                                metrics=metrics)
@@ -396,7 +402,7 @@ def _overrides(callback, hook):
 
 
 def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callbacks, epoch,
-                 epochs, show_bar, history, rollback, offset):
+                 epochs, show_bar, history, rollback, offset, plain):
     model.train()
     lr = optimizer.param_groups[0]["lr"]
     for cb in callbacks:
@@ -417,7 +423,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             output = model(xb)
             value = loss_fn(output, yb)
             n = len(xb)
-            weight = _loss_weight(loss_fn, yb, n)
+            weight = float(n) if plain else _loss_weight(loss_fn, yb, n)
             if not (math.isfinite(value) if type(value) is float else np.all(np.isfinite(value))):
                 if weight == 0:   # every label ignored or weighted 0: nothing to learn
                     model.zero_grad()
@@ -432,7 +438,10 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             loss_sum += _loss_total(loss_fn, value, weight)
             weight_sum += weight
             if accuracy is not None:
-                hits, batch_counted = _hits(accuracy, loss_fn, output, yb, weight)
+                if plain:
+                    hits, batch_counted = _correct(accuracy, output, yb), _counted(accuracy, yb)
+                else:
+                    hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
                 correct += hits
                 counted += batch_counted
             if end:

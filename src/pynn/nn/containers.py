@@ -13,6 +13,16 @@ from pynn.ops._gemm import _CODES
 __all__ = ["Sequential", "ModuleList", "Residual"]
 
 
+def _set_grad(param, grad):
+    """param.grad = grad, the gradient a stack call wrote for one layer: new, or param's
+    own grad accumulated in place. A parameter shared by two layers (tied weights) that
+    had none gets a new one from each; the second adds to the first."""
+    if param.grad is None or param.grad is grad:
+        param.grad = grad
+    else:
+        param.grad += grad
+
+
 def backward_through(module, grad_output, input_grad):
     """module.backward, skipping the input gradient where the module supports it."""
     if not input_grad and module._input_grad_optional:
@@ -163,15 +173,8 @@ class Sequential(_ModuleSequence):
     def backward(self, grad_output, input_grad=True):
         if self._steps is None:
             raise self._missing_cache()
-        stack = self._stack
-        if stack is not None:
-            params = [p for m in stack[0][0] for p in (m.weight, m.bias) if p is not None]
-            if len({id(p) for p in params}) < len(params):
-                # a parameter shared by two layers (tied weights): the stack would write
-                # each layer's gradient on its own; layer by layer they add up
-                stack = None
-        if stack is not None:
-            (layers, codes, slopes), inputs, zs = stack
+        if self._stack is not None:
+            (layers, codes, slopes), inputs, zs = self._stack
             weights, dws, dbs = [], [], []
             for m in layers:
                 w, b = m.weight, m.bias
@@ -184,9 +187,9 @@ class Sequential(_ModuleSequence):
                 dx, dws, dbs = out
                 for m, dw, db in zip(layers, dws, dbs):
                     if dw is not None:
-                        m.weight.grad = dw
+                        _set_grad(m.weight, dw)
                     if db is not None:
-                        m.bias.grad = db
+                        _set_grad(m.bias, db)
                 return dx
         grad = grad_output
         last = len(self._steps) - 1
