@@ -5,9 +5,11 @@
  * the number of FMA ports on current x86 cores) on the widest vectors the CPU and OS
  * support, whatever ISA is forced for the kernels. Compiled once per ISA (MULTI).
  */
+#include <stdlib.h>
 #include <time.h>
 
 #include "isa.h"
+#include "gemm/kernel.h"
 
 #if defined(PYNN_ISA_avx512) || defined(PYNN_ISA_avx2)
 #include <immintrin.h>
@@ -18,6 +20,10 @@
 #endif
 
 #define PEAK_CHAINS 12
+
+/* The k block the tile ceiling runs: the float AVX-512 KC, long enough that the tile's
+ * epilogue costs what it does in a large product. */
+#define TILE_PEAK_KC 384
 
 /* Runs `iters` steps of the chains; returns the float lanes per chain (flops per step are
  * 2 * PEAK_CHAINS * lanes). `seed` keeps the compiler from folding the loop. */
@@ -111,6 +117,56 @@ pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
         if (total > best)
             best = total;
     }
+    *gflops = best;
+    return PYNN_OK;
+}
+
+/* The float32 micro-kernel in force on panels that stay in L1: every tile a full
+ * MR x NR x TILE_PEAK_KC block with C added (a later k block's epilogue), as in the
+ * inside of a large product, without packing, cache misses or edges. Sums over threads
+ * of each thread's rate in its own CPU time, best of `repeats`, as the FMA peak. */
+pynn_status pynn_gemm_tile_peak(double *gflops, int nthreads)
+{
+    if (!gflops || nthreads < 1)
+        return PYNN_ERR_ARG;
+    const gemm_arch *ar = gemm_arch_f32();
+    const int64_t kc = TILE_PEAK_KC, tiles = 2000;
+    const int repeats = 10;
+    const gemm_epilogue ep = {1.0, 1.0, NULL, 0};
+    int failed = 0;
+    double best = 0.0;
+    for (int r = 0; r < repeats && !failed; r++) {
+        double total = 0.0;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(nthreads) reduction(+ : total) reduction(| : failed)
+#endif
+        {
+            const size_t na = (size_t)(ar->mr * kc), nb = (size_t)(kc * ar->nr);
+            float *buf = NULL;
+            if (posix_memalign((void **)&buf, 64, (na + nb + (size_t)(ar->mr * ar->nr)) *
+                                                      sizeof(float)) != 0) {
+                failed = 1;
+            } else {
+                float *a = buf, *b = buf + na, *c = b + nb;
+                for (size_t i = 0; i < na; i++)
+                    a[i] = 1e-3f * (float)(i % 7);
+                for (size_t i = 0; i < nb; i++)
+                    b[i] = 1e-3f * (float)(i % 5);
+                for (int i = 0; i < ar->mr * ar->nr; i++)
+                    c[i] = 0.0f;
+                const double t0 = thread_seconds();
+                for (int64_t t = 0; t < tiles; t++)
+                    ar->ukernel(kc, a, 1, ar->mr, b, ar->nr, c, ar->nr, ar->mr, ar->nr, &ep);
+                const double dt = thread_seconds() - t0;
+                total += 2.0 * ar->mr * ar->nr * (double)kc * (double)tiles / dt * 1e-9;
+                free(buf);
+            }
+        }
+        if (total > best)
+            best = total;
+    }
+    if (failed)
+        return PYNN_ERR_NOMEM;
     *gflops = best;
     return PYNN_OK;
 }

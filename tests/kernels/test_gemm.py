@@ -887,6 +887,14 @@ def test_fma_peak_is_measured():
     assert _native._gemm._fma_peak_gflops(1) > 0.1
 
 
+@native
+def test_tile_ceiling_is_measured():
+    # the micro-kernel in force (a forced ISA's too) runs full tiles and reports a rate
+    assert _native._gemm._tile_peak_gflops(1) > 0.1
+    with pytest.raises(ValueError, match="nthreads"):
+        _native._gemm._tile_peak_gflops(0)
+
+
 # ---- PyTorch ----------------------------------------------------------------------------------
 
 def test_matches_torch(rng):

@@ -99,6 +99,10 @@ pynn_status pynn_gemm_colsum_f64(double *db, const double *dy, int64_t ldy, int 
  * widest vectors the CPU supports, in each thread's CPU time (about 50 ms): the yardstick
  * of the GEMM benchmark. */
 pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads);
+/* The float32 micro-kernel in force, in GFLOP/s of nthreads threads, on full tiles whose
+ * panels stay in L1 (about 20 ms): the most any large product can reach on this machine,
+ * whatever its blocking. */
+pynn_status pynn_gemm_tile_peak(double *gflops, int nthreads);
 
 /* ---- softmax_xent.c: softmax, log-softmax, fused softmax + cross-entropy ------------ */
 /* Loss reductions, numbered as PyTorch numbers them. */

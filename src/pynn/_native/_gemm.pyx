@@ -47,6 +47,7 @@ cdef extern from "pynn/pynn.h" nogil:
     pynn_status pynn_gemm_colsum_f64(double *db, const double *dy, int64_t ldy, int accumulate,
                                      int64_t m, int64_t n, int nthreads)
     pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
+    pynn_status pynn_gemm_tile_peak(double *gflops, int nthreads)
     pynn_status pynn_act_backward_f32(float *dx, const float *dy, const float *x, pynn_act act,
                                       double negative_slope, int64_t n, int nthreads)
     pynn_status pynn_act_backward_f64(double *dx, const double *dy, const double *x,
@@ -487,6 +488,20 @@ def _fma_peak_gflops(int nthreads):
     with nogil:
         status = pynn_gemm_fma_peak(&gflops, nthreads)
     check_status(status, "fma_peak")
+    return gflops
+
+
+def _tile_peak_gflops(int nthreads):
+    """The float32 micro-kernel's GFLOP/s on `nthreads` threads with its panels in L1
+    (about 20 ms): the ceiling of a large product here, below the FMA peak by what the
+    kernel's loads and epilogue cost."""
+    if nthreads < 1:
+        raise ValueError(f"nthreads must be at least 1, got {nthreads}")
+    cdef double gflops = 0
+    cdef int status
+    with nogil:
+        status = pynn_gemm_tile_peak(&gflops, nthreads)
+    check_status(status, "tile_peak")
     return gflops
 
 

@@ -133,6 +133,7 @@ def main(argv=None):
 
     # before any library has started worker threads that could still be spinning
     peak = _gemm._fma_peak_gflops(nthreads)
+    tile = _gemm._tile_peak_gflops(nthreads)
     torch = _torch()
     if torch is not None:
         torch.set_num_threads(nthreads)
@@ -143,7 +144,9 @@ def main(argv=None):
           f"{np.__version__} (BLAS threads: {_blas_threads()})"
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch
              else ", torch not installed"))
-    print(f"measured float32 FMA peak: {peak:.1f} GFLOP/s on {nthreads} threads")
+    print(f"measured float32 FMA peak: {peak:.1f} GFLOP/s on {nthreads} threads; pynn's "
+          f"micro-kernel with its panels in L1: {tile:.1f} ({100 * tile / peak:.0f}%), the "
+          f"ceiling of a large product")
     names = ["pynn", "numpy"] + (["torch"] if torch else [])
     header = (f"{'product':<22}{'op':>3}{'M':>6}{'N':>6}{'K':>6}"
               + "".join(f"{name + ' GF/s':>13}{'%pk':>5}" for name in names)
