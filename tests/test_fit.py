@@ -273,6 +273,42 @@ def test_batch_of_ignored_labels_is_skipped_and_metrics_leave_them_out(backend):
             == pytest.approx(whole, rel=1e-5)
 
 
+def test_probability_targets_train_and_score_by_their_most_probable_class(backend):
+    X, y = _toy(90)
+    soft = np.full((90, 2), 0.1, np.float32)
+    soft[np.arange(90), y] = 0.9                # smoothed one-hot labels
+    loss_fn = nn.CrossEntropyLoss(weight=np.array([0.5, 2.0], np.float32))
+    model = _model()
+    history = pynn.fit(model, X, soft, loss=loss_fn, epochs=5, batch_size=16, verbose=0,
+                       optimizer=optim.Adam(model.parameters(), lr=0.02), progress=False,
+                       validation_data=(X[:30], soft[:30]))
+    assert history.history["accuracy"][-1] > 0.8
+    # accuracy is that of the most probable class; the loss is the mean over samples
+    # (not over the weights, as with class indices), whatever the batches
+    scored = pynn.evaluate(model, X, soft, loss=loss_fn, batch_size=7)
+    assert scored["accuracy"] == pynn.evaluate(model, X, y)["accuracy"]
+    assert scored["loss"] == pytest.approx(loss_fn(model.eval()(X), soft), rel=1e-5)
+    assert history.history["val_accuracy"][-1] == pytest.approx(
+        pynn.evaluate(model, X[:30], y[:30])["accuracy"])
+
+
+class _TwoPositions(nn.Module):
+    """Logits (N, C, 2): the input's, and the input's reversed along C."""
+
+    def forward(self, x):
+        return np.stack([x, x[:, ::-1]], axis=2)
+
+
+def test_accuracy_of_targets_with_positions_counts_every_position():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((8, 3))
+    right = np.stack([logits.argmax(axis=1), logits[:, ::-1].argmax(axis=1)], axis=1)
+    wrong = right.copy()
+    wrong[:4, 1] = (wrong[:4, 1] + 1) % 3         # 4 of the 16 positions wrong
+    assert pynn.evaluate(_TwoPositions(), logits, right)["accuracy"] == 1.0
+    assert pynn.evaluate(_TwoPositions(), logits, wrong)["accuracy"] == 0.75
+
+
 def test_batch_norm_never_trains_on_one_sample(backend):
     X, y = _toy(41)
     pynn.manual_seed(0)

@@ -98,8 +98,16 @@ def _accuracy_kind(loss_fn, metrics):
     return "argmax" if isinstance(loss_fn, nn.CrossEntropyLoss) else "threshold"
 
 
+def _soft(target):
+    """Whether a cross-entropy target holds class probabilities (soft labels, axis 1)
+    rather than class indices."""
+    return np.asarray(target).dtype.kind == "f"
+
+
 def _correct(kind, output, target):
     if kind == "argmax":
+        if _soft(target):  # the most probable class is the label
+            target = np.asarray(target).argmax(axis=1)
         if type(output) is np.ndarray and type(target) is np.ndarray and output.ndim == 2 \
                 and output.dtype in NATIVE_DTYPES and target.dtype is INT64 \
                 and target.shape == output.shape[:1] and output.flags.c_contiguous \
@@ -114,8 +122,12 @@ def _correct(kind, output, target):
 
 
 def _counted(kind, target):
-    """Samples an accuracy is taken over (elements, for multi-label BCE)."""
-    return int(np.size(target)) if kind == "threshold" else len(target)
+    """Predictions an accuracy is taken over: elements for multi-label BCE, labels (one a
+    sample, or one a position of (N, d1, ...) targets) for cross-entropy."""
+    size = int(np.size(target))
+    if kind == "argmax" and _soft(target):
+        return size // np.shape(target)[1]  # one label a row of class probabilities
+    return size
 
 
 def _ignored(loss_fn):
@@ -131,14 +143,15 @@ def _every_sample_counts(loss_fn, y):
     accuracy plain, decided once for the set instead of batch by batch (the checks cost
     ~20 us a batch of 32 inside a training loop)."""
     ignore = _ignored(loss_fn)
-    return ignore is None or (loss_fn.weight is None and not np.any(np.asarray(y) == ignore))
+    return ignore is None or _soft(y) or (loss_fn.weight is None
+                                          and not np.any(np.asarray(y) == ignore))
 
 
 def _hits(kind, loss_fn, output, target):
     """(correct predictions, samples counted) of a batch; samples whose label the loss
     ignores count for neither."""
     ignore = _ignored(loss_fn)
-    if kind == "argmax" and ignore is not None:
+    if kind == "argmax" and ignore is not None and not _soft(target):
         keep = target != ignore
         if not keep.all():
             output, target = np.asarray(output)[keep], target[keep]
@@ -150,7 +163,8 @@ def _loss_weight(loss_fn, target, n):
     counted (cross-entropy with a weight or ignored labels), else the batch size. Summing
     value * weight over batches and dividing by the summed weight gives the loss of the
     whole set, as one call on all of it would."""
-    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction == "mean":
+    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction == "mean" \
+            and not _soft(target):  # probabilities: the mean is over the samples
         target = np.asarray(target)
         keep = target != loss_fn.ignore_index
         if loss_fn.weight is None:

@@ -180,6 +180,19 @@ def test_cross_entropy_none_and_spatial_gradients(backend):
     check_loss(spatial, rng.standard_normal((2, 3, 4)), rng.integers(0, 3, size=(2, 4)))
 
 
+@pytest.mark.parametrize("options", [{}, {"reduction": "sum", "label_smoothing": 0.2},
+                                     {"weight": [0.5, 1.0, 2.0, 1.5]}],
+                         ids=["mean", "sum-smooth", "weight"])
+def test_cross_entropy_probability_target_gradients(options, backend):
+    rng = np.random.default_rng(4)
+    target = rng.random((6, 4))
+    target /= target.sum(axis=1, keepdims=True)
+    check_loss(nn.CrossEntropyLoss(**options), rng.standard_normal((6, 4)) * 2, target)
+    spatial = rng.random((2, 4, 3))
+    check_loss(nn.CrossEntropyLoss(**{**options, "reduction": "none"}),
+               rng.standard_normal((2, 4, 3)), spatial, grad_output=rng.standard_normal((2, 3)))
+
+
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_mse_gradients(reduction, backend):
     rng = np.random.default_rng(2)

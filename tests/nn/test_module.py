@@ -329,6 +329,67 @@ def test_eval_mode_backward_is_supported():
     np.testing.assert_allclose(dx[0], 1 / np.sqrt(np.array([4.0, 0.25]) + 1e-5))
 
 
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.3},
+                                     {"weight": [0.5, 2.0, 1.0], "reduction": "sum"},
+                                     {"reduction": "none"}],
+                         ids=["mean", "smooth", "weight-sum", "none"])
+def test_cross_entropy_probability_targets(options, backend, dtype):
+    # soft labels: -sum_c w_c t_c log softmax(x)_c a sample, t smoothed to (1-s) t + s/C;
+    # the mean is over the samples (not the weights), as in PyTorch
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal((7, 3)) * 3).astype(dtype)
+    t = rng.random((7, 3)).astype(dtype)
+    t /= t.sum(axis=1, keepdims=True)
+    loss_fn = nn.CrossEntropyLoss(**options)
+    value = loss_fn(x, t)
+    x64, t64 = x.astype(np.float64), t.astype(np.float64)
+    smooth = options.get("label_smoothing", 0.0)
+    ts = t64 * (1 - smooth) + smooth / 3
+    wt = ts * np.asarray(options.get("weight", [1.0, 1.0, 1.0]))
+    logp = x64 - x64.max(axis=1, keepdims=True)
+    logp -= np.log(np.exp(logp).sum(axis=1, keepdims=True))
+    per_sample = -(wt * logp).sum(axis=1)
+    grad = np.exp(logp) * wt.sum(axis=1, keepdims=True) - wt
+    reduction = options.get("reduction", "mean")
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    if reduction == "none":
+        np.testing.assert_allclose(value, per_sample, **tol)
+        weights = rng.random(7)
+        np.testing.assert_allclose(loss_fn.backward(weights), grad * weights[:, None], **tol)
+    else:
+        scale = 1 / 7 if reduction == "mean" else 1.0
+        np.testing.assert_allclose(value, per_sample.sum() * scale, **tol)
+        np.testing.assert_allclose(loss_fn.backward(), grad * scale, **tol)
+    # one-hot probabilities are the class indices
+    labels = rng.integers(0, 3, size=7)
+    onehot = np.eye(3, dtype=dtype)[labels]
+    indexed = nn.CrossEntropyLoss(**{k: v for k, v in options.items() if k != "weight"})
+    soft = nn.CrossEntropyLoss(**{k: v for k, v in options.items() if k != "weight"})
+    np.testing.assert_allclose(soft(x, onehot), indexed(x, labels), **tol)
+    np.testing.assert_allclose(soft.backward(), indexed.backward(), **tol)
+
+
+def test_cross_entropy_probability_targets_match_torch():
+    torch = pytest.importorskip("torch", reason="torch not installed; only a cross-check")
+    rng = np.random.default_rng(6)
+    for shape in [(5, 4), (3, 4, 2, 3)]:
+        for options in [{}, {"weight": rng.random(4) + 0.5, "label_smoothing": 0.2},
+                        {"reduction": "sum"}, {"reduction": "none", "label_smoothing": 0.1}]:
+            x, t = rng.standard_normal(shape), rng.random(shape)
+            loss_fn = nn.CrossEntropyLoss(**options)
+            value = loss_fn(x, t)
+            tx = torch.tensor(x, requires_grad=True)
+            torch_options = dict(options)
+            if "weight" in options:
+                torch_options["weight"] = torch.tensor(options["weight"])
+            expected = torch.nn.CrossEntropyLoss(**torch_options)(tx, torch.tensor(t))
+            expected.sum().backward()
+            np.testing.assert_allclose(value, expected.detach().numpy(), rtol=1e-12,
+                                       atol=1e-14)
+            grad = loss_fn.backward(1.0 if np.ndim(value) == 0 else np.ones(np.shape(value)))
+            np.testing.assert_allclose(grad, tx.grad.numpy(), rtol=1e-12, atol=1e-14)
+
+
 def test_bad_arguments_raise_clear_errors():
     with pytest.raises(ValueError, match="in_features"):
         nn.Linear(0, 5)
@@ -350,6 +411,12 @@ def test_bad_arguments_raise_clear_errors():
         nn.CrossEntropyLoss()(np.ones((4, 3)), np.zeros(5, np.int64))
     with pytest.raises(TypeError, match="integer class indices"):
         nn.CrossEntropyLoss()(np.ones((4, 3)), np.zeros(4))
+    with pytest.raises(TypeError, match="class probabilities and must be floating point"):
+        nn.CrossEntropyLoss()(np.ones((4, 3)), np.zeros((4, 3), np.int64))
+    with pytest.raises(ValueError, match="ignore_index"):
+        nn.CrossEntropyLoss(ignore_index=0)(np.ones((4, 3)), np.full((4, 3), 1 / 3))
+    with pytest.raises(ValueError, match=r"weight has shape \(2,\)"):
+        nn.CrossEntropyLoss(weight=[1, 2])(np.ones((4, 3)), np.full((4, 3), 1 / 3))
     with pytest.raises(ValueError, match="reduction"):
         nn.MSELoss(reduction="avg")
     with pytest.raises(ValueError, match="must match"):

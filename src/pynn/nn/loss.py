@@ -93,9 +93,13 @@ class CrossEntropyLoss(_Loss):
     d/dlogits = softmax - target (with label smoothing, target = (1-s)*onehot + s/C).
 
     input: logits (N, C) or (N, C, d1, ...); target: int class indices (N,) or
-    (N, d1, ...). weight: per-class weights (C,); ignore_index: a target value that
-    contributes neither loss nor gradient. With reduction="mean" the loss is divided by
-    the summed weights of the counted samples, as in PyTorch.
+    (N, d1, ...), or class probabilities of the input's shape (floating point: soft
+    labels, as from mixup or distillation). weight: per-class weights (C,); ignore_index:
+    a class index that contributes neither loss nor gradient (class-index targets only).
+    With reduction="mean" the loss is divided by the summed weights of the counted
+    samples for class indices, and by the number of samples (N d1 ...) for
+    probabilities, as in PyTorch. Label smoothing mixes either kind of target with the
+    uniform distribution.
     """
 
     def __init__(self, weight=None, ignore_index=-100, reduction="mean", label_smoothing=0.0):
@@ -123,8 +127,16 @@ class CrossEntropyLoss(_Loss):
         if logits.ndim < 2:
             raise ValueError(f"input must be logits of shape (N, C) or (N, C, d1, ...), got "
                              f"shape {logits.shape}")
+        if target.shape == logits.shape and target.dtype.kind == "f":
+            return self._forward_probabilities(logits, target)
         if target.dtype.kind not in "iu":
-            raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+            raise TypeError(f"target must hold integer class indices (or, in the input's "
+                            f"shape {logits.shape}, floating-point class probabilities), got "
+                            f"dtype {target.dtype} and shape {target.shape}")
+        if target.shape == logits.shape:
+            raise TypeError(f"a target of the input's shape {logits.shape} holds class "
+                            f"probabilities and must be floating point, got dtype "
+                            f"{target.dtype}")
         expected = logits.shape[:1] + logits.shape[2:]
         if target.shape != expected:
             raise ValueError(f"target must have shape {expected} for input of shape "
@@ -144,6 +156,32 @@ class CrossEntropyLoss(_Loss):
             if self.reduction == "none":
                 loss = loss.reshape(expected)
         self._grad = (dlogits, expected) if is_grad_enabled() else None
+        return loss
+
+    def _forward_probabilities(self, logits, target):
+        """Soft labels t over the classes (axis 1), smoothed to (1-s) t + s/C:
+        loss = -sum_c weight_c t_c log softmax(x)_c a sample, and
+        d/dx = softmax(x) sum_c weight_c t_c - weight t."""
+        if self.ignore_index >= 0:
+            raise ValueError(f"ignore_index ({self.ignore_index}) applies to class-index "
+                             f"targets, not to class probabilities")
+        classes = logits.shape[1]
+        if self.weight is not None and self.weight.shape != (classes,):
+            raise ValueError(f"weight has shape {self.weight.shape}, expected ({classes},)")
+        logp = ops.log_softmax(logits, axis=1)
+        t = target.astype(logits.dtype, copy=False)
+        if self.label_smoothing:
+            t = t * logits.dtype.type(1.0 - self.label_smoothing) \
+                + logits.dtype.type(self.label_smoothing / classes)
+        if self.weight is not None:
+            shape = (1, classes) + (1,) * (logits.ndim - 2)
+            t = t * self.weight.astype(logits.dtype).reshape(shape)
+        per_sample = -np.sum(t * logp, axis=1)
+        grad = np.exp(logp)
+        grad *= np.sum(t, axis=1, keepdims=True)
+        grad -= t
+        loss, grad = self._reduce(per_sample, grad, per_sample.size)
+        self._grad = (grad, per_sample.shape) if is_grad_enabled() else None
         return loss
 
     def _expand(self, per_sample_grad):
