@@ -853,6 +853,13 @@ def test_linear_backward_bad_arguments(rng):
     ro.flags.writeable = False
     with pytest.raises(ValueError, match="read-only"):
         ops.linear_backward(dy, x, w, db=ro)
+    with pytest.raises(ValueError, match=r"preact has shape \(4, 3\); it must be dy's"):
+        ops.linear_backward(dy, x, w, preact=np.ones((4, 3)), activation="relu")
+    for flag in ("compute_dx", "has_bias"):
+        with pytest.raises(TypeError, match=f"{flag} must be a bool"):
+            ops.linear_backward(dy, x, w, **{flag: "no"})   # a truthy string
+    dx, _, db = ops.linear_backward(dy, x, w, compute_dx=np.False_, has_bias=np.False_)
+    assert dx is None and db is None
 
 
 # ---- the kernels refuse what would crash C ----------------------------------------------

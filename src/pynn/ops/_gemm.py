@@ -238,6 +238,7 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
             and (code == 0 or (type(preact) is np.ndarray and preact.dtype is x.dtype
                                and preact.shape == dy.shape and preact.flags.c_contiguous)) \
             and type(negative_slope) is float and -math.inf < negative_slope < math.inf \
+            and type(compute_dx) is bool and type(has_bias) is bool \
             and (has_bias or db is None):
         # the common case (a layer's own arrays): activation, dx, dw and db in one
         # backend call, checked in as few steps as possible (see matmul)
@@ -254,13 +255,16 @@ def linear_backward(dy, x, w, *, dw=None, db=None, compute_dx=True, has_bias=Tru
             backend_module().linear_backward(gx, dw, db, dz, dy, x, w, preact, code,
                                              negative_slope, not fresh)
             return gx, dw, db
+    compute_dx = v.check_bool(compute_dx, "compute_dx")
+    has_bias = v.check_bool(has_bias, "has_bias")
     if activation is not None:
         if preact is None:
             raise ValueError("linear_backward: an activation needs preact, the forward "
                              "pre-activation")
+        if np.shape(preact) != np.shape(dy):
+            raise ValueError(f"preact has shape {np.shape(preact)}; it must be dy's shape "
+                             f"{np.shape(dy)} (the forward pre-activation)")
         dy = _activation_backward(dy, preact, activation, negative_slope=negative_slope)
-    compute_dx = bool(compute_dx)
-    has_bias = bool(has_bias)
     dy = v.asarray(dy, "dy")
     x, w, _ = _linear_operands(x, w, None)
     out_f, in_f = w.shape

@@ -35,12 +35,6 @@ def _kernels_and_dtype(arrays):
     return _reference, dtype
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return bool(value)
-
-
 def _as_nchw(x, name):
     x = v.asarray(x, name)
     if x.ndim < 2:
@@ -100,7 +94,7 @@ def batch_norm(x, gamma, beta, running_mean, running_var, training, momentum=0.1
     C = x.shape[1]
     gamma = _channels(gamma, "gamma", C)
     beta = _channels(beta, "beta", C)
-    training = _check_bool(training, "training")
+    training = v.check_bool(training, "training")
     momentum = v.check_float(momentum, "momentum", 0.0, 1.0)
     eps = v.check_float(eps, "eps", 0.0)
     named = [("x", x)] + [(n, a) for n, a in (("gamma", gamma), ("beta", beta)) if a is not None]
@@ -153,7 +147,7 @@ def batch_norm_backward(dy, x, gamma, saved_mean, saved_invstd, training=True):
         raise ValueError("saved_mean and saved_invstd are required (batch_norm returns them)")
     saved_mean = _channels(saved_mean, "saved_mean", C)
     saved_invstd = _channels(saved_invstd, "saved_invstd", C)
-    training = _check_bool(training, "training")
+    training = v.check_bool(training, "training")
     named = [("dy", dy), ("x", x), ("saved_mean", saved_mean), ("saved_invstd", saved_invstd)]
     if gamma is not None:
         named.append(("gamma", gamma))

@@ -32,12 +32,6 @@ from . import _validate as v
 __all__ = ["sgd_update", "adam_update", "rmsprop_update"]
 
 
-def _check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
-    return bool(value)
-
-
 def _label(name, i):
     """How errors name an argument: entry i of it in the list form, itself when i is None."""
     return name if i is None else f"{name}[{i}]"
@@ -205,8 +199,8 @@ def sgd_update(param, grad, momentum_buffer, *, lr, momentum=0.0, dampening=0.0,
     momentum = v.check_float(momentum, "momentum", 0.0)
     dampening = v.check_float(dampening, "dampening", 0.0, 1.0)
     weight_decay = v.check_float(weight_decay, "weight_decay", 0.0)
-    nesterov = _check_bool(nesterov, "nesterov")
-    first_step = _check_bool(first_step, "first_step")
+    nesterov = v.check_bool(nesterov, "nesterov")
+    first_step = v.check_bool(first_step, "first_step")
     if nesterov and (momentum <= 0 or dampening != 0):
         raise ValueError("nesterov momentum requires a momentum > 0 and zero dampening")
     if momentum != 0 and momentum_buffer is None:
@@ -253,8 +247,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     beta2 = v.check_float(beta2, "beta2", 0.0, 1.0, high_open=True)
     eps = v.check_float(eps, "eps", 0.0, low_open=True)
     weight_decay = v.check_float(weight_decay, "weight_decay", 0.0)
-    amsgrad = _check_bool(amsgrad, "amsgrad")
-    decoupled_weight_decay = _check_bool(decoupled_weight_decay, "decoupled_weight_decay")
+    amsgrad = v.check_bool(amsgrad, "amsgrad")
+    decoupled_weight_decay = v.check_bool(decoupled_weight_decay, "decoupled_weight_decay")
     if amsgrad and max_exp_avg_sq is None:
         raise ValueError("max_exp_avg_sq is required when amsgrad=True")
     _update("adam_update", param, grad,
@@ -274,7 +268,7 @@ def rmsprop_update(param, grad, square_avg, *, lr=1e-2, alpha=0.99, eps=1e-8, we
     eps = v.check_float(eps, "eps", 0.0, low_open=True)
     weight_decay = v.check_float(weight_decay, "weight_decay", 0.0)
     momentum = v.check_float(momentum, "momentum", 0.0)
-    centered = _check_bool(centered, "centered")
+    centered = v.check_bool(centered, "centered")
     if momentum > 0 and momentum_buffer is None:
         raise ValueError("momentum_buffer is required when momentum > 0")
     if centered and grad_avg is None:

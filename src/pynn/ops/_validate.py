@@ -44,6 +44,12 @@ def check_int(value, name, minimum=None):
     return int(value)
 
 
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, not {type(value).__name__}")
+    return bool(value)
+
+
 def check_float(value, name, low=None, high=None, low_open=False, high_open=False):
     """A finite real number in [low, high] (ends open where asked)."""
     if type(value) is float and -math.inf < value < math.inf \
