@@ -2,12 +2,17 @@
  *
  * Compiled once per ISA (MULTI): the loop over columns vectorises; each column is summed
  * in row order from row 0, so the result does not depend on the vector width or on the
- * thread count (threads take disjoint blocks of columns).
+ * thread count (threads take disjoint blocks of columns). The rows are summed in pieces of
+ * COLSUM_PIECE, the pieces' sums added in double: one float sum down a column of 60,000
+ * rows was 8e-6 off, of 2^23 rows of 0.1 6% off (each 0.1 rounded to a multiple of the
+ * sum's spacing); a column of up to COLSUM_PIECE rows is one piece.
  */
 #include "isa.h"
 
 /* Columns per block: the partial sums stay in L1 while the rows stream past. */
 #define COLSUM_BLOCK 512
+/* Rows per piece of a column's sum. */
+#define COLSUM_PIECE 128
 /* Elements a thread must have before the column sum uses a second one. */
 #define COLSUM_MIN_WORK_PER_THREAD 32768
 
@@ -25,15 +30,23 @@ static int colsum_threads(int64_t m, int64_t n, int nthreads)
                                  int accumulate, int64_t m, int64_t n)                     \
     {                                                                                      \
         T s[COLSUM_BLOCK];                                                                 \
+        double total[COLSUM_BLOCK];                                                        \
         for (int64_t j = 0; j < n; j++)                                                    \
-            s[j] = 0;                                                                      \
-        for (int64_t i = 0; i < m; i++) {                                                  \
-            const T *PYNN_RESTRICT row = x + i * ldx;                                      \
+            total[j] = 0;                                                                  \
+        for (int64_t i0 = 0; i0 < m; i0 += COLSUM_PIECE) {                                 \
+            const int64_t i1 = m - i0 < COLSUM_PIECE ? m : i0 + COLSUM_PIECE;              \
             for (int64_t j = 0; j < n; j++)                                                \
-                s[j] += row[j];                                                            \
+                s[j] = 0;                                                                  \
+            for (int64_t i = i0; i < i1; i++) {                                            \
+                const T *PYNN_RESTRICT row = x + i * ldx;                                  \
+                for (int64_t j = 0; j < n; j++)                                            \
+                    s[j] += row[j];                                                        \
+            }                                                                              \
+            for (int64_t j = 0; j < n; j++)                                                \
+                total[j] += (double)s[j];                                                  \
         }                                                                                  \
         for (int64_t j = 0; j < n; j++)                                                    \
-            y[j] = accumulate ? y[j] + s[j] : s[j];                                        \
+            y[j] = accumulate ? y[j] + (T)total[j] : (T)total[j];                          \
     }                                                                                      \
                                                                                            \
     void PYNN_ISA_FN(gemm_colsum_##S)(T *y, const T *x, int64_t ldx, int accumulate,       \

@@ -86,8 +86,9 @@ def gemm_batched(c, a, b, trans_a, trans_b, alpha, beta):
 
 def gemm_colsum(db, dy, accumulate):
     """db (n,) = the sum of the rows of dy (m, n), or db += that when accumulate: the
-    gradient of a bias broadcast over the rows."""
-    s = dy.sum(axis=0, dtype=dy.dtype)
+    gradient of a bias broadcast over the rows. Summed in double (NumPy adds the rows one
+    after another in dy's dtype: a float32 column of 2^23 values of 0.1 came out 6% off)."""
+    s = dy.sum(axis=0, dtype=np.float64).astype(dy.dtype, copy=False)
     if accumulate:
         db += s
     else:
