@@ -1,6 +1,7 @@
 """Optimizers against their update formulas and against torch.optim; param groups,
 state_dict, gradient clipping."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -297,6 +298,26 @@ def test_clip_grad_norm_inf_sees_nan_anywhere():
         assert math.isnan(optim.clip_grad_norm_(params, 1.0, norm_type="inf"))
         with pytest.raises(FloatingPointError):
             optim.clip_grad_norm_(params, 1.0, norm_type="inf", error_if_nonfinite=True)
+
+
+def test_clip_grad_norm_of_float32_is_accurate_and_does_not_overflow():
+    # 2^23 values of 0.1: one float32 sum of squares was 4e-4 off
+    p = nn.Parameter(np.zeros(2**23, np.float32))
+    p.grad = np.full(2**23, 0.1, np.float32)
+    exact = math.sqrt(2**23) * float(np.float32(0.1))
+    assert optim.clip_grad_norm_([p], 1e9) == pytest.approx(exact, rel=1e-6)
+    p.grad = np.full(2**23, 0.1, np.float32)
+    assert optim.clip_grad_norm_([p], 1e9, norm_type=3) == pytest.approx(
+        (2**23 * float(np.float32(0.1)) ** 3) ** (1 / 3), rel=1e-9)
+    # squares past float32's range: the norm is still 1e20 (it was inf, and every
+    # gradient was scaled to zero)
+    q = nn.Parameter(np.zeros(3, np.float32))
+    q.grad = np.array([1e20, -1e20, 0], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        norm = optim.clip_grad_norm_([q], 1.0)
+    assert norm == pytest.approx(math.sqrt(2) * 1e20, rel=1e-6)
+    np.testing.assert_allclose(q.grad, [2**-0.5, -2**-0.5, 0], rtol=1e-6)
 
 
 def test_clip_grad_norm_and_value():
