@@ -479,30 +479,30 @@ cdef _linear_backward(const Matrix *DX, const Matrix *DW, const Matrix *DB, cons
     check_status(status, "linear_backward")
 
 
-def _fma_peak_gflops(int nthreads):
-    """The measured float32 FMA peak of `nthreads` threads, GFLOP/s (about 50 ms)."""
+ctypedef pynn_status (*rate_fn)(double *gflops, int nthreads) noexcept nogil
+
+
+cdef double _measured(rate_fn measure, int nthreads, str what) except -1.0:
     if nthreads < 1:
         raise ValueError(f"nthreads must be at least 1, got {nthreads}")
     cdef double gflops = 0
     cdef int status
     with nogil:
-        status = pynn_gemm_fma_peak(&gflops, nthreads)
-    check_status(status, "fma_peak")
+        status = measure(&gflops, nthreads)
+    check_status(status, what)
     return gflops
+
+
+def _fma_peak_gflops(int nthreads):
+    """The measured float32 FMA peak of `nthreads` threads, GFLOP/s (about 50 ms)."""
+    return _measured(pynn_gemm_fma_peak, nthreads, "fma_peak")
 
 
 def _tile_peak_gflops(int nthreads):
     """The float32 micro-kernel's GFLOP/s on `nthreads` threads with its panels in L1
     (about 20 ms): the ceiling of a large product here, below the FMA peak by what the
     kernel's loads and epilogue cost."""
-    if nthreads < 1:
-        raise ValueError(f"nthreads must be at least 1, got {nthreads}")
-    cdef double gflops = 0
-    cdef int status
-    with nogil:
-        status = pynn_gemm_tile_peak(&gflops, nthreads)
-    check_status(status, "tile_peak")
-    return gflops
+    return _measured(pynn_gemm_tile_peak, nthreads, "tile_peak")
 
 
 # -- a stack of linear layers in one call ------------------------------------------------
