@@ -497,8 +497,8 @@ pynn_status PYNN_ISA_FN(TFN(pynn_batch_norm_backward))(
         const double invstd = saved_invstd[c];
         const double kc = gamma ? (double)gamma[c] * invstd : invstd;
         k[i] = (REAL)kc;
-        a[i] = training && M > 0 ? (REAL)(-kc * invstd * invstd * sdyx[c] / (double)M) : 0;
-        b[i] = training && M > 0 ? (REAL)(-kc * sdy[c] / (double)M) : 0;
+        a[i] = training ? (REAL)(-kc * invstd * invstd * sdyx[c] / (double)M) : 0;
+        b[i] = training ? (REAL)(-kc * sdy[c] / (double)M) : 0;
     }
     TFN(dx_pass)(dx, dy, x, m, k, a, b, training, &t, nthreads);
     free(sums);

@@ -353,12 +353,10 @@ static void dot_block(const gemm_problem *pb, int64_t r0, int64_t r1)
     }
 }
 
-/* C = A B^T by dot products (gemm_dotkernel), the rows split between threads. */
-static pynn_status dot_run(const gemm_problem *pb, int nthreads)
+/* C = A B^T by dot products (gemm_dotkernel), the rows split between nt threads. */
+static pynn_status dot_run(const gemm_problem *pb, int nt)
 {
     const int64_t rows = pb->batch * pb->m;
-    const int64_t work = rows * pb->n * (pb->k > 0 ? pb->k : 1);
-    const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
     if (nt <= 1) { /* always, without OpenMP */
         dot_block(pb, 0, rows);
         return PYNN_OK;
@@ -378,10 +376,13 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     const gemm_arch *ar = pb->ar;
     if (pb->batch <= 0 || pb->m <= 0 || pb->n <= 0)
         return PYNN_OK;
+    /* the threads, by the multiply-adds: the same whichever path and operand order */
+    const int64_t work = pb->batch * pb->m * pb->n * (pb->k > 0 ? pb->k : 1);
+    const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
     /* x @ w.T with few columns (a layer with few outputs): dot products of rows, chosen by
      * the layout and n alone, so that a row's bits do not depend on m */
     if (ar->dot && !pb->trans_a && pb->trans_b && pb->n <= ar->dot_n)
-        return dot_run(pb, nthreads);
+        return dot_run(pb, nt);
     pb->kc = kblock(pb->k, ar->kc);
     /* x @ w.T with fewer rows in x than in w (a layer's forward pass at a small batch):
      * packing w.T would transpose the larger operand; computing the transposed product
@@ -389,8 +390,6 @@ static pynn_status gemm_run(gemm_problem *pb, int nthreads)
     if (!pb->trans_a && pb->trans_b && pb->m < pb->n)
         swap_operands(pb);
     choose_layout(pb);
-    const int64_t work = pb->batch * pb->m * pb->n * (pb->k > 0 ? pb->k : 1);
-    const int nt = pynn_threads_for(work, GEMM_MIN_WORK_PER_THREAD, nthreads);
     if (nt <= 1)
         return gemm_block(pb, 0, pb->batch, 0, pb->m, 0, pb->n);
 

@@ -21,10 +21,6 @@
 
 #define PEAK_CHAINS 12
 
-/* The k block the tile ceiling runs: the float AVX-512 KC, long enough that the tile's
- * epilogue costs what it does in a large product. */
-#define TILE_PEAK_KC 384
-
 /* Runs `iters` steps of the chains; returns the float lanes per chain (flops per step are
  * 2 * PEAK_CHAINS * lanes). `seed` keeps the compiler from folding the loop. */
 int PYNN_ISA_FN(gemm_fma_chains)(int64_t iters, float seed, volatile float *sink)
@@ -81,93 +77,112 @@ static double thread_seconds(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* The sum over threads of each thread's FMA rate, best of `repeats` runs in which every
- * thread does `iters` steps at once. */
-pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
+/* One thread's rate in GFLOP/s in the repeat `r` of a measurement, in its own CPU time. */
+typedef double (*thread_rate)(const void *ctx, int thread, int r);
+
+/* The sum over nthreads threads of each one's rate, running at once: the best of
+ * `repeats` runs. */
+static double best_rate(thread_rate rate, const void *ctx, int nthreads, int repeats)
 {
-    if (!gflops || nthreads < 1)
-        return PYNN_ERR_ARG;
-    int (*chains)(int64_t, float, volatile float *) = gemm_fma_chains_generic;
-#ifdef PYNN_X86
-    if (pynn_cpu_best_isa() == PYNN_ISA_AVX512)
-        chains = gemm_fma_chains_avx512;
-    else if (pynn_cpu_best_isa() == PYNN_ISA_AVX2)
-        chains = gemm_fma_chains_avx2;
-#endif
-    const int64_t iters = 1000000;
-    const int repeats = 20;
-    volatile float sink[64];
     double best = 0.0;
     for (int r = 0; r < repeats; r++) {
         double total = 0.0;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(nthreads) reduction(+ : total)
-#endif
-        {
-#ifdef _OPENMP
-            const int t = omp_get_thread_num();
+        total += rate(ctx, omp_get_thread_num(), r);
 #else
-            const int t = 0;
+        total += rate(ctx, 0, r);
 #endif
-            const double t0 = thread_seconds();
-            const int lanes = chains(iters, 1e-3f * (float)(r + 1), &sink[t % 64]);
-            const double dt = thread_seconds() - t0;
-            total += 2.0 * PEAK_CHAINS * lanes * (double)iters / dt * 1e-9;
-        }
         if (total > best)
             best = total;
     }
-    *gflops = best;
+    return best;
+}
+
+typedef struct {
+    int (*chains)(int64_t, float, volatile float *);
+    volatile float *sink;
+} fma_peak_ctx;
+
+enum { FMA_PEAK_ITERS = 1000000 };
+
+static double fma_rate(const void *ctx_, int thread, int r)
+{
+    const fma_peak_ctx *ctx = (const fma_peak_ctx *)ctx_;
+    const double t0 = thread_seconds();
+    const int lanes = ctx->chains(FMA_PEAK_ITERS, 1e-3f * (float)(r + 1),
+                                  &ctx->sink[thread % 64]);
+    const double dt = thread_seconds() - t0;
+    return 2.0 * PEAK_CHAINS * lanes * (double)FMA_PEAK_ITERS / dt * 1e-9;
+}
+
+/* The sum over threads of each thread's FMA rate, best of 20 runs in which every thread
+ * does FMA_PEAK_ITERS steps at once. */
+pynn_status pynn_gemm_fma_peak(double *gflops, int nthreads)
+{
+    if (!gflops || nthreads < 1)
+        return PYNN_ERR_ARG;
+    volatile float sink[64];
+    fma_peak_ctx ctx = {gemm_fma_chains_generic, sink};
+#ifdef PYNN_X86
+    if (pynn_cpu_best_isa() == PYNN_ISA_AVX512)
+        ctx.chains = gemm_fma_chains_avx512;
+    else if (pynn_cpu_best_isa() == PYNN_ISA_AVX2)
+        ctx.chains = gemm_fma_chains_avx2;
+#endif
+    *gflops = best_rate(fma_rate, &ctx, nthreads, 20);
     return PYNN_OK;
 }
 
+typedef struct {
+    const gemm_arch *ar;
+    float *panels; /* each thread's A panel, B panel and C tile, `stride` floats apart */
+    size_t stride;
+} tile_peak_ctx;
+
+enum { TILE_PEAK_TILES = 2000 };
+
+static double tile_rate(const void *ctx_, int thread, int r)
+{
+    const tile_peak_ctx *ctx = (const tile_peak_ctx *)ctx_;
+    const gemm_arch *ar = ctx->ar;
+    const gemm_epilogue ep = {1.0, 1.0, NULL, 0};
+    float *a = ctx->panels + (size_t)thread * ctx->stride, *b = a + ar->mr * ar->kc;
+    float *c = b + ar->kc * ar->nr;
+    (void)r;
+    const double t0 = thread_seconds();
+    for (int t = 0; t < TILE_PEAK_TILES; t++)
+        ar->ukernel(ar->kc, a, 1, ar->mr, b, ar->nr, c, ar->nr, ar->mr, ar->nr, &ep);
+    const double dt = thread_seconds() - t0;
+    return 2.0 * ar->mr * ar->nr * (double)ar->kc * TILE_PEAK_TILES / dt * 1e-9;
+}
+
 /* The float32 micro-kernel in force on panels that stay in L1: every tile a full
- * MR x NR x TILE_PEAK_KC block with C added (a later k block's epilogue), as in the
- * inside of a large product, without packing, cache misses or edges. Sums over threads
- * of each thread's rate in its own CPU time, best of `repeats`, as the FMA peak. */
+ * MR x NR x KC block with C added (a later k block's epilogue), as in the inside of a
+ * large product, without packing, cache misses or edges; best of 10 runs, as the FMA
+ * peak. */
 pynn_status pynn_gemm_tile_peak(double *gflops, int nthreads)
 {
     if (!gflops || nthreads < 1)
         return PYNN_ERR_ARG;
     const gemm_arch *ar = gemm_arch_f32();
-    const int64_t kc = TILE_PEAK_KC, tiles = 2000;
-    const int repeats = 10;
-    const gemm_epilogue ep = {1.0, 1.0, NULL, 0};
-    int failed = 0;
-    double best = 0.0;
-    for (int r = 0; r < repeats && !failed; r++) {
-        double total = 0.0;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(nthreads) reduction(+ : total) reduction(| : failed)
-#endif
-        {
-            const size_t na = (size_t)(ar->mr * kc), nb = (size_t)(kc * ar->nr);
-            float *buf = NULL;
-            if (posix_memalign((void **)&buf, 64, (na + nb + (size_t)(ar->mr * ar->nr)) *
-                                                      sizeof(float)) != 0) {
-                failed = 1;
-            } else {
-                float *a = buf, *b = buf + na, *c = b + nb;
-                for (size_t i = 0; i < na; i++)
-                    a[i] = 1e-3f * (float)(i % 7);
-                for (size_t i = 0; i < nb; i++)
-                    b[i] = 1e-3f * (float)(i % 5);
-                for (int i = 0; i < ar->mr * ar->nr; i++)
-                    c[i] = 0.0f;
-                const double t0 = thread_seconds();
-                for (int64_t t = 0; t < tiles; t++)
-                    ar->ukernel(kc, a, 1, ar->mr, b, ar->nr, c, ar->nr, ar->mr, ar->nr, &ep);
-                const double dt = thread_seconds() - t0;
-                total += 2.0 * ar->mr * ar->nr * (double)kc * (double)tiles / dt * 1e-9;
-                free(buf);
-            }
-        }
-        if (total > best)
-            best = total;
-    }
-    if (failed)
+    const size_t na = (size_t)(ar->mr * ar->kc), nb = (size_t)(ar->kc * ar->nr);
+    /* a thread's panels on cache lines of their own */
+    const size_t stride = (na + nb + (size_t)(ar->mr * ar->nr) + 15) / 16 * 16;
+    tile_peak_ctx ctx = {ar, NULL, stride};
+    if (posix_memalign((void **)&ctx.panels, 64, stride * (size_t)nthreads * sizeof(float)))
         return PYNN_ERR_NOMEM;
-    *gflops = best;
+    for (int t = 0; t < nthreads; t++) {
+        float *a = ctx.panels + (size_t)t * stride, *b = a + na, *c = b + nb;
+        for (size_t i = 0; i < na; i++)
+            a[i] = 1e-3f * (float)(i % 7);
+        for (size_t i = 0; i < nb; i++)
+            b[i] = 1e-3f * (float)(i % 5);
+        for (int i = 0; i < ar->mr * ar->nr; i++)
+            c[i] = 0.0f;
+    }
+    *gflops = best_rate(tile_rate, &ctx, nthreads, 10);
+    free(ctx.panels);
     return PYNN_OK;
 }
 #endif

@@ -151,11 +151,17 @@ def _lookup():
         else:
             from pynn.backends import numpy as module
         _backend_modules[name] = module
-    with _switch:
-        if name == _defaults["backend"] and not any(
-                count for other, count in _open.items() if other != name):
-            current = module
+    if _every_thread_on(name):   # read without the lock, then made sure under it
+        with _switch:
+            if _every_thread_on(name):
+                current = module
     return module
+
+
+def _every_thread_on(name):
+    """Whether `name` is the default backend and no block for another one is open."""
+    return name == _defaults["backend"] and not any(
+        count for other, count in _open.items() if other != name)
 
 
 def _check_threads(n):

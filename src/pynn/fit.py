@@ -15,10 +15,10 @@ import time
 import numpy as np
 
 from pynn import _config, nn, optim
-from pynn.callbacks import Callback, EarlyStopping, History
+from pynn.callbacks import Callback, EarlyStopping, History, _monitored
 from pynn.data import BatchIterator
 from pynn.nn.containers import backward_through
-from pynn.ops._validate import INT64, NATIVE_DTYPES
+from pynn.ops._validate import INT64, NATIVE_DTYPES, check_int
 from pynn.optim.lr_scheduler import LinearWarmup, ReduceLROnPlateau, _Schedule
 
 __all__ = ["fit", "evaluate", "predict"]
@@ -56,14 +56,6 @@ def _targets(y, n, name="y"):
 def _check_module(model):
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a pynn.nn.Module, not {type(model).__name__}")
-
-
-def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-        raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    return int(batch_size)
 
 
 def _check_optimizer_for(model, optimizer, scheduler):
@@ -147,23 +139,23 @@ def _every_sample_counts(loss_fn, y):
                                           and not np.any(np.asarray(y) == ignore))
 
 
-def _hits(kind, loss_fn, output, target):
+def _hits(kind, loss_fn, output, target, plain):
     """(correct predictions, samples counted) of a batch; samples whose label the loss
-    ignores count for neither."""
-    ignore = _ignored(loss_fn)
-    if kind == "argmax" and ignore is not None and not _soft(target):
+    ignores count for neither (none are, where `plain`: _every_sample_counts)."""
+    ignore = None if plain or kind != "argmax" else _ignored(loss_fn)
+    if ignore is not None and not _soft(target):
         keep = target != ignore
         if not keep.all():
             output, target = np.asarray(output)[keep], target[keep]
     return _correct(kind, output, target), _counted(kind, target)
 
 
-def _loss_weight(loss_fn, target, n):
+def _loss_weight(loss_fn, target, n, plain):
     """What a batch's mean loss was divided by: the summed class weight of the samples
     counted (cross-entropy with a weight or ignored labels), else the batch size. Summing
     value * weight over batches and dividing by the summed weight gives the loss of the
-    whole set, as one call on all of it would."""
-    if isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction == "mean" \
+    whole set, as one call on all of it would. Where `plain`, the batch size."""
+    if not plain and isinstance(loss_fn, nn.CrossEntropyLoss) and loss_fn.reduction == "mean" \
             and not _soft(target):  # probabilities: the mean is over the samples
         target = np.asarray(target)
         keep = target != loss_fn.ignore_index
@@ -270,7 +262,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     dtype = _model_dtype(model)
     X = _inputs(X, dtype)
     y = _targets(y, len(X))
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int(batch_size, "batch_size", 1)
     if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 0:
         raise ValueError(f"epochs must be a non-negative int, got {epochs!r}")
     loss_fn = _default_loss(y) if loss is None else loss
@@ -336,6 +328,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
     model.zero_grad()
     for cb in callbacks:
         cb.on_train_begin({})
+    stopped = None
     try:
         for epoch in range(int(epochs)):
             rollback.begin_epoch(epoch, history)
@@ -348,7 +341,7 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
                 logs.update({f"val_{k}": v for k, v in val.items()})
             if scheduler is not None:
                 if plateau is not None:
-                    scheduler.step(_plateau_value(logs, plateau))
+                    scheduler.step(_monitored(logs, plateau, "ReduceLROnPlateau"))
                 elif not scheduler.per_batch:
                     scheduler.step()
             for cb in callbacks:
@@ -360,22 +353,21 @@ def fit(model, X, y, *, loss=None, optimizer=None, epochs=10, batch_size=32,
         rollback.end_training(history)
     except (FloatingPointError, KeyboardInterrupt) as exc:
         # training stopped, the model in a consistent state: the callbacks still end
-        # training (EarlyStopping(restore_best=True) restores the best weights), stale
-        # gradients go, and the error carries the History so far
+        # training below (EarlyStopping(restore_best=True) restores the best weights),
+        # stale gradients go, and the error carries the History so far
         model.zero_grad()
-        model.train(was_training)
-        for cb in callbacks:
-            cb.on_train_end({})
-        restored = [cb for cb in callbacks if isinstance(cb, EarlyStopping) and cb.restored]
-        if isinstance(exc, FloatingPointError) and restored and exc.args:
-            exc.args = (f"{exc.args[0]}; then EarlyStopping(restore_best=True) restored the "
-                        f"weights of epoch {restored[0].best_epoch + 1}",)
-        exc.history = history
-        raise
+        stopped = exc
     finally:
         model.train(was_training)
     for cb in callbacks:
         cb.on_train_end({})
+    if stopped is not None:
+        restored = [cb for cb in callbacks if isinstance(cb, EarlyStopping) and cb.restored]
+        if isinstance(stopped, FloatingPointError) and restored and stopped.args:
+            stopped.args = (f"{stopped.args[0]}; then EarlyStopping(restore_best=True) "
+                            f"restored the weights of epoch {restored[0].best_epoch + 1}",)
+        stopped.history = history
+        raise stopped
     return history
 
 
@@ -400,13 +392,6 @@ def _plateau_monitor(scheduler, validation, accuracy):
         if validation:
             monitor = "val_" + monitor
     return monitor
-
-
-def _plateau_value(logs, monitor):
-    if monitor not in logs:
-        raise ValueError(f"ReduceLROnPlateau monitors {monitor!r}, which training does not "
-                         f"report (it reports {sorted(logs)})")
-    return logs[monitor]
 
 
 def _overrides(callback, hook):
@@ -437,7 +422,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             output = model(xb)
             value = loss_fn(output, yb)
             n = len(xb)
-            weight = float(n) if plain else _loss_weight(loss_fn, yb, n)
+            weight = _loss_weight(loss_fn, yb, n, plain)
             if not (math.isfinite(value) if type(value) is float else np.all(np.isfinite(value))):
                 if weight == 0:   # every label ignored or weighted 0: nothing to learn
                     model.zero_grad()
@@ -452,10 +437,7 @@ def _train_epoch(model, batches, loss_fn, optimizer, scheduler, accuracy, callba
             loss_sum += _loss_total(loss_fn, value, weight)
             weight_sum += weight
             if accuracy is not None:
-                if plain:
-                    hits, batch_counted = _correct(accuracy, output, yb), _counted(accuracy, yb)
-                else:
-                    hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
+                hits, batch_counted = _hits(accuracy, loss_fn, output, yb, plain)
                 correct += hits
                 counted += batch_counted
             if end:
@@ -491,9 +473,8 @@ class _Rollback:
 
     def __init__(self, model, optimizer, scheduler):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
-        self.saved = None      # (epoch, arrays, optimizer state, schedule state)
+        self.saved = None      # (epoch, model state, optimizer state, schedule state)
         self.candidate = None  # the same, of the current epoch, before a finite loss
-        self.spare = None      # arrays to copy the next epoch's state into
 
     def _arrays(self):
         return [p.data for p in self.model.parameters()] + list(self.model.buffers())
@@ -504,37 +485,25 @@ class _Rollback:
     def begin_epoch(self, epoch, history):
         if not self._finite():
             self.stop_nonfinite_weights(epoch, history)
-        arrays = self._arrays()
-        spare = self.spare if self.candidate is None else self.candidate[1]
-        if spare is not None and len(spare) == len(arrays) and all(
-                r.shape == a.shape and r.dtype == a.dtype for r, a in zip(spare, arrays)):
-            for r, a in zip(spare, arrays):
-                np.copyto(r, a)
-            copies = spare
-        else:
-            copies = [a.copy() for a in arrays]
-        self.spare = None
         schedule = None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict())
-        self.candidate = (epoch, copies, self.optimizer.state_dict(), schedule)
+        self.candidate = (epoch, self.model.state_dict(), self.optimizer.state_dict(), schedule)
 
     def loss_finite(self):
         """The epoch's state gave a finite loss: it becomes the one to go back to."""
         if self.candidate is not None:
-            if self.saved is not None:
-                self.spare = self.saved[1]
             self.saved, self.candidate = self.candidate, None
 
     def _restore(self):
-        """Go back to the saved state; returns its epoch (None if nothing was saved)."""
+        """Go back to the saved state; returns its epoch (None if nothing was saved).
+        Training stops right after, so the saved state is handed over, not copied."""
         state = self.saved or self.candidate
         if state is None:
             return None
-        epoch, copies, optimizer_state, schedule = state
-        for a, saved in zip(self._arrays(), copies):
-            np.copyto(a, saved)
+        epoch, model_state, optimizer_state, schedule = state
+        self.model.load_state_dict(model_state)
         self.optimizer.load_state_dict(optimizer_state)
         if schedule is not None:
-            self.scheduler.load_state_dict(copy.deepcopy(schedule))
+            self.scheduler.load_state_dict(schedule)
         return epoch
 
     def _raise(self, what, hint, history):
@@ -568,9 +537,10 @@ def evaluate(model, X, y, *, loss=None, batch_size=256, metrics=None):
     _check_module(model)
     X = _inputs(X, _model_dtype(model))
     y = _targets(y, len(X))
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int(batch_size, "batch_size", 1)
     loss_fn = _default_loss(y) if loss is None else loss
     accuracy = _accuracy_kind(loss_fn, metrics)
+    plain = _every_sample_counts(loss_fn, y)
     was_training = model.training
     model.eval()
     total, weight_sum, correct, counted = 0.0, 0.0, 0, 0
@@ -578,11 +548,11 @@ def evaluate(model, X, y, *, loss=None, batch_size=256, metrics=None):
         with nn.no_grad():
             for xb, yb in BatchIterator(X, y, batch_size=batch_size):
                 output = model(xb)
-                weight = _loss_weight(loss_fn, yb, len(xb))
+                weight = _loss_weight(loss_fn, yb, len(xb), plain)
                 total += _loss_total(loss_fn, loss_fn(output, yb), weight)
                 weight_sum += weight
                 if accuracy is not None:
-                    hits, batch_counted = _hits(accuracy, loss_fn, output, yb)
+                    hits, batch_counted = _hits(accuracy, loss_fn, output, yb, plain)
                     correct += hits
                     counted += batch_counted
     finally:
@@ -597,7 +567,7 @@ def predict(model, X, *, batch_size=256):
     """The model's outputs for X, computed in evaluation mode in batches and stacked."""
     _check_module(model)
     X = _inputs(X, _model_dtype(model))
-    batch_size = _check_batch_size(batch_size)
+    batch_size = check_int(batch_size, "batch_size", 1)
     was_training = model.training
     model.eval()
     try:

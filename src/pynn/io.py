@@ -30,7 +30,7 @@ import numpy as np
 
 from pynn import __version__, nn, optim
 from pynn.nn.module import Module
-from pynn.ops._validate import check_float
+from pynn.ops._validate import INT64_MAX
 
 __all__ = ["save", "load", "ModelFileError"]
 
@@ -348,7 +348,7 @@ def _describe_optimizer(model, optimizer, arrays):
 # -- load --------------------------------------------------------------------------------
 
 # the fused Adam kernel takes step + 1 as an int64
-_MAX_STEP = 2 ** 63 - 2
+_MAX_STEP = INT64_MAX - 1
 
 
 def _nesting(value):
@@ -518,9 +518,6 @@ def _build_optimizer(model, spec, arrays):
         built.append(dict(options, params=[params[n] for n in group["params"]]))
     try:
         optimizer = cls(built)
-        for group in optimizer.param_groups:
-            if "initial_lr" in group:
-                group["initial_lr"] = check_float(group["initial_lr"], "initial_lr", low=0.0)
     except (TypeError, ValueError) as exc:
         raise ModelFileError(f"optimizer: bad options ({exc})") from exc
     flat = [n for group in groups for n in group["params"]]

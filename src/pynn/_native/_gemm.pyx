@@ -58,6 +58,10 @@ cdef enum:
     ACT_COUNT = 8
     ACT_RELU = 1  # pynn_act
     MAX_OPERANDS = 8
+    # Results of at least this many bytes start on a 64-byte line (_empty_lined): below
+    # it, the extra view costs about what the aligned stores save (32 x 256 x 10: ~0.25 us
+    # either way).
+    LINED_MIN_BYTES = 65536
 
 
 cdef struct Matrix:
@@ -201,10 +205,6 @@ cdef _gemm_fused(const Matrix *C, const Matrix *A, const Matrix *B, bint trans_a
 cdef object _ndarray = np.ndarray, _empty = np.empty
 cdef object _float32 = np.dtype(np.float32), _float64 = np.dtype(np.float64)
 cdef object _uint8 = np.dtype(np.uint8)
-
-# Results of at least this many bytes start on a 64-byte line (_empty_lined): below it, the
-# extra view costs about what the aligned stores save (32 x 256 x 10: ~0.25 us either way).
-DEF LINED_MIN_BYTES = 65536
 
 
 cdef object _empty_lined(shape, dtype, Py_ssize_t nbytes):

@@ -9,6 +9,7 @@ augmentation of feature vectors.
 import numpy as np
 
 from pynn import _config
+from pynn.ops._validate import check_int
 
 __all__ = ["Standardizer", "Normalizer", "standardize", "normalize", "train_test_split",
            "BatchIterator", "GaussianNoise"]
@@ -252,18 +253,10 @@ class BatchIterator:
         arrays = _check_same_length([X] if y is None else [X, y])
         self.X = arrays[0]
         self.y = None if y is None else arrays[1]
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)):
-            raise TypeError(f"batch_size must be an int, not {type(batch_size).__name__}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         if transform is not None and not callable(transform):
             raise TypeError("transform must be callable or None")
-        if isinstance(min_last, bool) or not isinstance(min_last, (int, np.integer)):
-            raise TypeError(f"min_last must be an int, not {type(min_last).__name__}")
-        if min_last < 1:
-            raise ValueError(f"min_last must be at least 1, got {min_last}")
-        self.min_last = int(min_last)
-        self.batch_size = int(batch_size)
+        self.min_last = check_int(min_last, "min_last", 1)
         self.shuffle = bool(shuffle)
         self.drop_last = bool(drop_last)
         self.transform = transform

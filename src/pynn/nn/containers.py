@@ -6,21 +6,11 @@ import numpy as np
 
 from pynn._config import backend_module
 from pynn.nn.activation import _Activation
-from pynn.nn.layers import Linear
+from pynn.nn.layers import Linear, _accumulate
 from pynn.nn.module import Module, is_grad_enabled
 from pynn.ops._gemm import _CODES
 
 __all__ = ["Sequential", "ModuleList", "Residual"]
-
-
-def _set_grad(param, grad):
-    """param.grad = grad, the gradient a stack call wrote for one layer: new, or param's
-    own grad accumulated in place. A parameter shared by two layers (tied weights) that
-    had none gets a new one from each; the second adds to the first."""
-    if param.grad is None or param.grad is grad:
-        param.grad = grad
-    else:
-        param.grad += grad
 
 
 def backward_through(module, grad_output, input_grad):
@@ -187,9 +177,9 @@ class Sequential(_ModuleSequence):
                 dx, dws, dbs = out
                 for m, dw, db in zip(layers, dws, dbs):
                     if dw is not None:
-                        _set_grad(m.weight, dw)
+                        _accumulate(m.weight, dw)
                     if db is not None:
-                        _set_grad(m.bias, db)
+                        _accumulate(m.bias, db)
                 return dx
         grad = grad_output
         last = len(self._steps) - 1

@@ -35,10 +35,13 @@ def _check_grad(grad, shape, name):
 
 
 def _accumulate(param, grad):
-    """Add a freshly computed gradient into param.grad (which may be None)."""
+    """Add a computed gradient into param.grad (which may be None). `grad` may be
+    param.grad itself, already accumulated in place (as the linear stack's kernel does):
+    then it stays. A parameter shared by two layers (tied weights) that had no gradient
+    gets a new one from each; the second adds to the first."""
     if not param.requires_grad:
         return
-    if param.grad is None:
+    if param.grad is None or param.grad is grad:
         param.grad = grad
     else:
         param.grad += grad

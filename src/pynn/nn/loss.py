@@ -127,6 +127,9 @@ class CrossEntropyLoss(_Loss):
         if logits.ndim < 2:
             raise ValueError(f"input must be logits of shape (N, C) or (N, C, d1, ...), got "
                              f"shape {logits.shape}")
+        classes = logits.shape[1]
+        if self.weight is not None and self.weight.shape != (classes,):
+            raise ValueError(f"weight has shape {self.weight.shape}, expected ({classes},)")
         if target.shape == logits.shape and target.dtype.kind == "f":
             return self._forward_probabilities(logits, target)
         if target.dtype.kind not in "iu":
@@ -141,9 +144,6 @@ class CrossEntropyLoss(_Loss):
         if target.shape != expected:
             raise ValueError(f"target must have shape {expected} for input of shape "
                              f"{logits.shape}, got {target.shape}")
-        classes = logits.shape[1]
-        if self.weight is not None and self.weight.shape != (classes,):
-            raise ValueError(f"weight has shape {self.weight.shape}, expected ({classes},)")
         spatial = logits.ndim > 2
         if spatial:
             logits = np.moveaxis(logits, 1, -1).reshape(-1, classes)
@@ -166,8 +166,6 @@ class CrossEntropyLoss(_Loss):
             raise ValueError(f"ignore_index ({self.ignore_index}) applies to class-index "
                              f"targets, not to class probabilities")
         classes = logits.shape[1]
-        if self.weight is not None and self.weight.shape != (classes,):
-            raise ValueError(f"weight has shape {self.weight.shape}, expected ({classes},)")
         logp = ops.log_softmax(logits, axis=1)
         t = target.astype(logits.dtype, copy=False)
         if self.label_smoothing:

@@ -162,7 +162,7 @@ def _check(keys, params, states, grads, buffers):
     return [np.asarray(g, dtype, order="C") for g in grads]  # 0-D stays 0-D
 
 
-def _update(kernel, param, grad, buffers, *options):
+def _update(kernel, param, grad, buffers, *options, tried=False):
     """Runs the backend's `kernel` (a name) on the arrays of a call in either form, as
     kernel(params, *buffers, grads, *options), if they pass the checks.
 
@@ -171,7 +171,8 @@ def _update(kernel, param, grad, buffers, *options):
     only as they are (C-contiguous, in the parameters' dtype), so they get the arrays
     first, unchecked: _check costs about half a microsecond an array, more than a small
     model's whole update costs in C. What they refuse goes through _check, which names
-    what is wrong or converts the gradients for a second call.
+    what is wrong or converts the gradients for a second call. `tried`: the caller has
+    just offered these arrays to the native kernel, which refused them.
     """
     keys, params, states, grads = _lists(param, grad, buffers)
     if not params:
@@ -179,7 +180,7 @@ def _update(kernel, param, grad, buffers, *options):
     first = params[0]
     native = isinstance(first, np.ndarray) and first.dtype in v.NATIVE_DTYPES
     kernels = backend_module() if native else _reference
-    if kernels is not _reference:
+    if kernels is not _reference and not tried:
         try:
             getattr(kernels, kernel)(params, *states, grads, *options)
             return
@@ -221,6 +222,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     which is ignored otherwise). Weight decay is L2 (added to the gradient) unless
     decoupled, when param is first multiplied by 1 - lr * weight_decay.
     """
+    tried = False
     if type(param) is list and type(step) is int and 1 <= step <= v.INT64_MAX \
             and type(lr) is float and 0.0 <= lr < math.inf and type(eps) is float \
             and 0.0 < eps < math.inf and type(beta1) is float and 0.0 <= beta1 < 1.0 \
@@ -238,7 +240,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
                                     beta2, eps, weight_decay, decoupled_weight_decay)
                 return param
             except (TypeError, ValueError):
-                pass
+                tried = True
     step = v.check_int(step, "step", 1)
     if step > v.INT64_MAX:   # the kernels count steps in int64; refused on both backends
         raise ValueError(f"step must fit in int64, got {step}")
@@ -254,7 +256,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step, lr=1e-3, beta1=0.9, b
     _update("adam_update", param, grad,
             [("exp_avg", exp_avg, True), ("exp_avg_sq", exp_avg_sq, True),
              ("max_exp_avg_sq", max_exp_avg_sq if amsgrad else None, False)],
-            step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay)
+            step, lr, beta1, beta2, eps, weight_decay, decoupled_weight_decay, tried=tried)
     return param
 
 

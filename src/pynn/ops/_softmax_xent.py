@@ -160,9 +160,12 @@ def softmax_cross_entropy(logits, labels, reduction="mean", label_smoothing=0.0,
     if labels.dtype.kind not in "iu":
         raise TypeError(f"labels must hold integer class indices, got dtype {labels.dtype}")
     v.check_shape(labels, "labels", shape=logits.shape[:-1])
-    if labels.dtype.kind == "u" and labels.size and labels.max() > v.INT64_MAX:
-        # would wrap around in int64 (2**64 - 100 onto -100, the default ignore_index)
-        raise ValueError(f"labels: label {labels.max()} is out of range [0, {n_classes})")
+    if labels.dtype == np.uint64 and labels.size:
+        # only uint64 holds labels that would wrap around in int64 (2**64 - 100 onto
+        # -100, the default ignore_index)
+        largest = labels.max()
+        if largest > v.INT64_MAX:
+            raise ValueError(f"labels: label {largest} is out of range [0, {n_classes})")
 
     if weight is not None:
         weight = v.asarray(weight, "weight")

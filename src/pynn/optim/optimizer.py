@@ -82,6 +82,8 @@ class Optimizer:
     def _check_group(self, group):
         """Validate a group's options (subclasses check their own)."""
         group["lr"] = check_float(group["lr"], "lr", low=0.0)
+        if "initial_lr" in group:  # set by a schedule
+            group["initial_lr"] = check_float(group["initial_lr"], "initial_lr", low=0.0)
 
     def zero_grad(self, set_to_none=True):
         """Clear the gradients of every parameter this optimizer updates."""
